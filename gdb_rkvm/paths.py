@@ -1,0 +1,20 @@
+"""Where the repository, its build outputs and the session live."""
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def build_dir() -> Path:
+    """The build output directory (RKVM_BUILD overrides, for tests that need their own)."""
+    return Path(os.environ.get("RKVM_BUILD", REPO / "build"))
+
+
+def session_dir() -> Path:
+    """Where `rkvm up` keeps session.json, the serial log and the sockets."""
+    return Path(os.environ.get("RKVM_SESSION_DIR", build_dir() / "session"))
+
+
+def profiles_dir() -> Path:
+    return REPO / "qemu_profiles"

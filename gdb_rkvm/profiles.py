@@ -1,0 +1,182 @@
+"""QEMU machine profiles: `qemu_profiles/NAME.toml`, checked against a small schema.
+
+A profile has `[vars]` (strings, overridable with --set NAME=VALUE, expanded as ${name} in every
+other string, with ${build} and ${repo} predefined), `[machine]` (what QEMU runs) and `[gdb]`
+(where the symbols are). Errors name the file, the line and the key.
+"""
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import RkvmError
+from .paths import REPO, build_dir, profiles_dir
+
+MACHINE_KEYS = {
+    "machine": (str, True), "cpu": (str, True), "kernel": (str, True), "smp": (str, False),
+    "memory": (str, False), "initrd": (str, False), "append": (str, False),
+    "extra_args": (list, False), "qemu": (str, False),
+}
+GDB_KEYS = {"vmlinux": (str, False), "scripts": (str, False), "module_dirs": (list, False)}
+TOP_KEYS = {"description": str, "vars": dict, "machine": dict, "gdb": dict}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ProfileError(RkvmError):
+    pass
+
+
+@dataclass
+class Profile:
+    """A loaded profile with every ${var} expanded."""
+
+    name: str
+    path: Path
+    description: str
+    vars: dict
+    machine: dict
+    gdb: dict = field(default_factory=dict)
+
+    def qemu_args(self, append_extra: str = "", smp: int | None = None) -> list[str]:
+        """QEMU's argv for this machine, without the session's own plumbing (-S, -gdb, serial)."""
+        m = self.machine
+        args = [m.get("qemu", "qemu-system-aarch64"), "-M", m["machine"], "-cpu", m["cpu"]]
+        args += ["-smp", str(smp or m.get("smp", "1")), "-m", m.get("memory", "1024")]
+        args += ["-kernel", m["kernel"]]
+        if m.get("initrd"):
+            args += ["-initrd", m["initrd"]]
+        append = " ".join(x for x in (m.get("append", ""), append_extra) if x)
+        if append:
+            args += ["-append", append]
+        args += list(m.get("extra_args", []))
+        return args
+
+    def kernel_cmdline(self, append_extra: str = "") -> str:
+        return " ".join(x for x in (self.machine.get("append", ""), append_extra) if x)
+
+
+def available() -> list[str]:
+    """Names of the profiles in qemu_profiles/."""
+    return sorted(p.stem for p in profiles_dir().glob("*.toml"))
+
+
+def _line_of(text: str, section: str | None, key: str) -> int:
+    """1-based line where `key` is set (inside [section] if given), or 0 if not found."""
+    current = None
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if s.startswith("[") and s.endswith("]"):
+            current = s.strip("[]").strip()
+            continue
+        if current == section and re.match(rf"{re.escape(key)}\s*=", s):
+            return n
+    if section is not None:
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip() == f"[{section}]":
+                return n
+    return 0
+
+
+def _where(path: Path, text: str, section: str | None, key: str) -> str:
+    line = _line_of(text, section, key)
+    return f"{path}:{line}" if line else str(path)
+
+
+def _check_schema(path: Path, text: str, raw: dict) -> None:
+    for key, value in raw.items():
+        if key not in TOP_KEYS:
+            raise ProfileError(f"{_where(path, text, None, key)}: unknown key '{key}' "
+                               f"(expected one of {', '.join(TOP_KEYS)})")
+        if not isinstance(value, TOP_KEYS[key]):
+            raise ProfileError(f"{_where(path, text, None, key)}: '{key}' must be a "
+                               f"{TOP_KEYS[key].__name__}")
+    if "machine" not in raw:
+        raise ProfileError(f"{path}: missing the [machine] table")
+    for section, schema in (("machine", MACHINE_KEYS), ("gdb", GDB_KEYS)):
+        table = raw.get(section, {})
+        for key, value in table.items():
+            if key not in schema:
+                raise ProfileError(f"{_where(path, text, section, key)}: unknown key "
+                                   f"'{section}.{key}' (expected one of {', '.join(schema)})")
+            kind = schema[key][0]
+            if not isinstance(value, kind) or (kind is list and not all(isinstance(v, str) for v in value)):
+                what = "a list of strings" if kind is list else "a string"
+                raise ProfileError(f"{_where(path, text, section, key)}: '{section}.{key}' must be {what}")
+        for key, (_, required) in schema.items():
+            if required and key not in table:
+                raise ProfileError(f"{_where(path, text, section, '')}: [{section}] needs '{key}'")
+    for key, value in raw.get("vars", {}).items():
+        if not isinstance(value, str):
+            raise ProfileError(f"{_where(path, text, 'vars', key)}: 'vars.{key}' must be a string")
+
+
+def _expand(value, variables: dict, where: str):
+    if isinstance(value, list):
+        return [_expand(v, variables, where) for v in value]
+
+    def sub(m):
+        if m.group(1) not in variables:
+            raise ProfileError(f"{where}: unknown variable ${{{m.group(1)}}}")
+        return variables[m.group(1)]
+
+    out = _VAR.sub(sub, value)
+    return str(Path(out).expanduser()) if out.startswith("~") else out
+
+
+def _resolve_vars(path: Path, text: str, raw_vars: dict, overrides: dict) -> dict:
+    resolved = {"build": str(build_dir()), "repo": str(REPO)}
+    pending = dict(raw_vars)
+    pending.update(overrides)
+    for _ in range(len(pending) + 1):  # each pass resolves at least one, or there is a cycle
+        progress = False
+        for name, value in list(pending.items()):
+            refs = _VAR.findall(value)
+            if all(r in resolved for r in refs):
+                resolved[name] = _expand(value, resolved, _where(path, text, "vars", name))
+                del pending[name]
+                progress = True
+            elif any(r not in resolved and r not in pending for r in refs):
+                bad = next(r for r in refs if r not in resolved and r not in pending)
+                raise ProfileError(f"{_where(path, text, 'vars', name)}: unknown variable ${{{bad}}}")
+        if not pending or not progress:
+            break
+    if pending:
+        name = next(iter(pending))
+        raise ProfileError(f"{_where(path, text, 'vars', name)}: variables refer to each other in a cycle")
+    return resolved
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`--set NAME=VALUE` items as a dict; a malformed one is an error."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ProfileError(f"--set {item!r}: expected NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def load(name_or_path: str, overrides: dict | None = None) -> Profile:
+    """Load a profile by name (qemu_profiles/NAME.toml) or path, with --set overrides applied."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = profiles_dir() / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise ProfileError(f"unknown profile '{name_or_path}' (available: {', '.join(available())})")
+    text = path.read_text()
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{path}: {e}") from None
+    _check_schema(path, text, raw)
+    overrides = overrides or {}
+    unknown = [k for k in overrides if k not in raw.get("vars", {})]
+    if unknown:
+        raise ProfileError(f"--set {unknown[0]}: profile '{path.stem}' has no variable '{unknown[0]}' "
+                           f"(it has: {', '.join(raw.get('vars', {}))})")
+    variables = _resolve_vars(path, text, raw.get("vars", {}), overrides)
+    machine = {k: _expand(v, variables, _where(path, text, "machine", k)) for k, v in raw["machine"].items()}
+    gdb = {k: _expand(v, variables, _where(path, text, "gdb", k)) for k, v in raw.get("gdb", {}).items()}
+    return Profile(path.stem, path, raw.get("description", ""), variables, machine, gdb)
