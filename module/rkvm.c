@@ -278,7 +278,9 @@ static void rkvm_free_buffers(void)
 		__free_pages(stub_pages, RKVM_STUB_ORDER);
 }
 
-static int __init rkvm_init(void)
+/* No __init/__exit: GDB places a relocatable .ko by one text offset, so code in .init.text or
+ * .exit.text would be symbolized as if it sat at the start of .text (docs/debugger-hook.md). */
+static int rkvm_init(void)
 {
 	void *stub_va;
 	int ret, m;
@@ -346,7 +348,7 @@ fail:
 	return ret;
 }
 
-static void __exit rkvm_exit(void)
+static void rkvm_exit(void)
 {
 	debugfs_remove_recursive(debug_dir);
 	cpus_read_lock();

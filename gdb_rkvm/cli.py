@@ -1,0 +1,177 @@
+"""The `rkvm` shell command: sessions (up, down, status, console, gdb) and doctor."""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+
+from . import doctor, profiles, session
+from .errors import RkvmError
+from .paths import REPO
+
+
+def _add_session_args(p):
+    p.add_argument("--profile", default="lab", help="qemu_profiles/NAME.toml (default: lab)")
+    p.add_argument("--smp", type=int, help="number of vCPUs (overrides the profile)")
+    p.add_argument("--mode", choices=session.MODES, help="rkvm.ko mode= (lab profile)")
+    p.add_argument("--append", default="", help="extra kernel command line")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a profile variable")
+
+
+def _start(args) -> session.Session:
+    return session.start(args.profile, mode=args.mode, smp=args.smp, append=args.append,
+                         overrides=profiles.parse_overrides(args.set))
+
+
+def cmd_up(args):
+    sess = _start(args)
+    print(f"rkvm: QEMU pid {sess.pid} paused at reset; gdbstub {sess.gdb_address}; "
+          f"serial log {sess.serial_log}")
+    print("rkvm: attach with: gdb-multiarch -x rkvm.py   (end with: rkvm down)")
+    return 0
+
+
+def cmd_down(args):
+    sess = session.stop()
+    print(f"rkvm: stopped QEMU pid {sess.pid}" if sess else "rkvm: no session")
+    return 0
+
+
+def cmd_status(args):
+    sess = session.current()
+    if args.json:
+        print(json.dumps(None if sess is None else sess.__dict__, indent=2))
+    elif sess is None:
+        print("rkvm: no session")
+    else:
+        print(f"session  {sess.profile}: QEMU pid {sess.pid}, gdbstub {sess.gdb_address}")
+        print(f"serial   {sess.serial_log}")
+        print(f"cmdline  {sess.kernel_cmdline}")
+    return 0 if sess else 1
+
+
+def cmd_console(args):
+    """Attach the terminal to the guest's serial console. Ctrl-] leaves."""
+    import select
+    import socket
+    import termios
+    import tty
+
+    sess = session.require()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(sess.console_socket)
+    except OSError as e:
+        raise RkvmError(f"cannot reach the serial console at {sess.console_socket}: {e.strerror}") from None
+    print("rkvm: connected to the guest console; Ctrl-] leaves", file=sys.stderr)
+    fd = sys.stdin.fileno()
+    old = termios.tcgetattr(fd) if os.isatty(fd) else None
+    try:
+        if old:
+            tty.setraw(fd)
+        while True:
+            ready, _, _ = select.select([fd, s], [], [])
+            if s in ready:
+                data = s.recv(4096)
+                if not data:
+                    break
+                os.write(sys.stdout.fileno(), data)
+            if fd in ready:
+                data = os.read(fd, 1024)
+                if not data or b"\x1d" in data:
+                    break
+                s.sendall(data)
+    finally:
+        if old:
+            termios.tcsetattr(fd, termios.TCSADRAIN, old)
+        s.close()
+    return 0
+
+
+def cmd_gdb(args, gdb_args):
+    """Start a session if none runs, run GDB on it; end the session after GDB if this command started it."""
+    gdb_exe = shutil.which("gdb-multiarch") or shutil.which("gdb")
+    if gdb_exe is None:
+        raise RkvmError("gdb-multiarch not found: run 'make setup'")
+    started = None
+    if session.current() is None:
+        started = _start(args)
+        print(f"rkvm: started QEMU pid {started.pid} (ends when GDB exits; --keep to keep it)")
+    try:
+        # GDB must get Ctrl-C (to interrupt the guest); we only wait for it.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            rc = os.spawnv(os.P_WAIT, gdb_exe, [gdb_exe, "-q", "-x", str(REPO / "rkvm.py"), *gdb_args])
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    finally:
+        if started and not args.keep:
+            session.stop()
+    return rc
+
+
+def cmd_doctor(args):
+    rows = doctor.report()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            mark = "ok     " if r["ok"] else "MISSING"
+            print(f"{mark} {r['name']:<24} {r['version'] or ('-> ' + r['fix'])}")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+def cmd_profiles(args):
+    for name in profiles.available():
+        try:
+            p = profiles.load(name)
+            print(f"{name:<12} {p.description}")
+        except RkvmError as e:
+            print(f"{name:<12} BROKEN: {e}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rkvm", description="gdb-rkvm: AArch64 EL1/EL2 debugging on QEMU")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("up", help="start QEMU paused with its gdbstub on loopback")
+    _add_session_args(p)
+    p.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="end the session's QEMU").set_defaults(func=cmd_down)
+    p = sub.add_parser("status", help="show the running session")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    sub.add_parser("console", help="type into the guest's serial console (Ctrl-] leaves)").set_defaults(
+        func=cmd_console)
+    p = sub.add_parser("gdb", help="rkvm up (if needed) + gdb -x rkvm.py; extra args go to GDB")
+    _add_session_args(p)
+    p.add_argument("--keep", action="store_true", help="keep the session running after GDB exits")
+    p.set_defaults(func=cmd_gdb)
+    p = sub.add_parser("doctor", help="what is installed and built, with versions")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
+    sub.add_parser("profiles", help="list QEMU profiles").set_defaults(func=cmd_profiles)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        if args.command == "gdb":
+            return cmd_gdb(args, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return args.func(args)
+    except RkvmError as e:
+        print(f"rkvm {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rkvm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

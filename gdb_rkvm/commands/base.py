@@ -1,0 +1,122 @@
+"""What every `rkvm` command shares: argument parsing, preconditions, one-line errors, --json.
+
+Preconditions are stated once per command class with @only_when(...), as pwndbg does, so
+"cannot run here" is a single sentence said in one place.
+"""
+
+import argparse
+import json
+
+import gdb
+
+from ..errors import RkvmError
+from ..target.gdb_state import STATE
+
+
+class _ArgError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and calling exit() (which would kill GDB)."""
+
+    def error(self, message):
+        raise _ArgError(message)
+
+    def exit(self, status=0, message=None):
+        raise _ArgError(message or "")
+
+
+class Precondition:
+    def __init__(self, check, name):
+        self.check, self.name = check, name
+
+
+def _has_session():
+    if STATE.session is None:
+        raise RkvmError("no session: start QEMU with 'rkvm up', then run GDB with 'gdb -x rkvm.py'")
+
+
+def _connected():
+    inferior = gdb.selected_inferior()
+    if inferior is None or inferior.pid == 0 or not inferior.threads():
+        raise RkvmError("not connected to QEMU's gdbstub (is the session up? 'rkvm status' tells)")
+
+
+def _stopped():
+    _connected()
+    thread = gdb.selected_thread()
+    if thread is not None and thread.is_running():
+        raise RkvmError("the target is running: interrupt it first (Ctrl-C or 'interrupt')")
+
+
+def _kernel_symbols():
+    if gdb.lookup_global_symbol("start_kernel") is None:
+        raise RkvmError("no kernel symbols: load vmlinux ('file PATH/vmlinux', or the profile's vmlinux=)")
+
+
+SESSION = Precondition(_has_session, "session")
+CONNECTED = Precondition(_connected, "connected")
+STOPPED = Precondition(_stopped, "stopped")
+KERNEL_SYMBOLS = Precondition(_kernel_symbols, "kernel symbols")
+
+
+def only_when(*conditions):
+    """Class decorator: the command runs only when every condition holds."""
+    def decorate(cls):
+        cls.preconditions = tuple(conditions)
+        return cls
+    return decorate
+
+
+class RkvmCommand(gdb.Command):
+    """Base class. Subclasses set `name`, write the help as their docstring, add_arguments() and run()."""
+
+    name = ""
+    preconditions = ()
+    reports_state = True     # adds --json
+    complete_with = gdb.COMPLETE_NONE
+
+    def __init__(self):
+        super().__init__(f"rkvm {self.name}", gdb.COMMAND_USER, self.complete_with)
+        self.parser = _Parser(prog=f"rkvm {self.name}", add_help=False)
+        if self.reports_state:
+            self.parser.add_argument("--json", action="store_true", help="print JSON")
+        self.add_arguments(self.parser)
+
+    def add_arguments(self, parser):
+        pass
+
+    def run(self, args):
+        """Return a dict (printed with --json) or a string; or print and return None."""
+        raise NotImplementedError
+
+    def format(self, result, args) -> str:
+        return str(result)
+
+    def invoke(self, arg, from_tty):
+        try:
+            args = self.parser.parse_args(gdb.string_to_argv(arg))
+            for pre in self.preconditions:
+                pre.check()
+            result = self.run(args)
+        except _ArgError as e:
+            raise gdb.GdbError(f"rkvm {self.name}: {e} (see 'help rkvm {self.name}')") from None
+        except RkvmError as e:
+            raise gdb.GdbError(f"rkvm {self.name}: {e}") from None
+        except gdb.MemoryError as e:
+            raise gdb.GdbError(f"rkvm {self.name}: {e}") from None
+        if result is None:
+            return
+        if getattr(args, "json", False):
+            gdb.write(json.dumps(result, indent=2, default=_json_default) + "\n")
+        else:
+            text = self.format(result, args)
+            if text:
+                gdb.write(text.rstrip("\n") + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, gdb.Value):
+        return int(value)
+    return str(value)

@@ -1,0 +1,41 @@
+import gdb
+
+from ..target import module_symbols
+from ..target.gdb_state import STATE
+from .base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, only_when
+
+
+@only_when(STOPPED, KERNEL_SYMBOLS)
+class RkvmModules(RkvmCommand):
+    """List the guest's loaded kernel modules; --load adds the symbols of those GDB lacks.
+
+Usage: rkvm modules [--load] [--json]
+Modules are searched for in the profile's module_dirs. Symbols also load by themselves when
+the kernel runs a module's init (a breakpoint on do_init_module).
+Example:
+  (gdb) rkvm modules
+  rkvm       .text 0xffff800078ee0000  symbols loaded (build/module/rkvm.ko)"""
+
+    name = "modules"
+
+    def add_arguments(self, p):
+        p.add_argument("--load", action="store_true")
+
+    def run(self, args):
+        dirs = list(STATE.session.module_dirs) if STATE.session else []
+        out = []
+        for mod in module_symbols.loaded_modules():
+            name = mod["name"].string()
+            if args.load and name not in STATE.loaded_modules:
+                gdb.write(module_symbols.load_module(mod, dirs) + "\n")
+            text = int(mod["mem"][module_symbols.MOD_TEXT]["base"])
+            ko = STATE.loaded_modules.get(name, (None,))[0]
+            out.append({"name": name, "text": text, "symbols": ko})
+        return {"modules": out}
+
+    def format(self, r, args):
+        if not r["modules"]:
+            return "no modules loaded"
+        return "\n".join(f"{m['name']:<10} .text {m['text']:#x}  "
+                         f"{'symbols loaded (' + m['symbols'] + ')' if m['symbols'] else 'no symbols'}"
+                         for m in r["modules"])

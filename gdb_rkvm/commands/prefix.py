@@ -1,0 +1,11 @@
+import gdb
+
+
+class RkvmPrefix(gdb.Command):
+    """gdb-rkvm: EL1/EL2 state, HVC traps and page walks on an AArch64 QEMU guest.
+
+Every subcommand has its own help ('help rkvm status'); most take --json.
+Start a lab session first: 'rkvm up' in a shell, then 'gdb -x rkvm.py' (or just 'rkvm gdb')."""
+
+    def __init__(self):
+        super().__init__("rkvm", gdb.COMMAND_USER, gdb.COMPLETE_COMMAND, prefix=True)

@@ -1,0 +1,76 @@
+"""What `gdb -x rkvm.py` does: symbols, the kernel's GDB helpers, the connection, the commands.
+
+Everything here runs inside GDB. Problems are reported as one line and GDB stays usable.
+"""
+
+import sys
+from pathlib import Path
+
+import gdb
+
+from . import session as session_mod
+from .commands import register_all
+from .errors import RkvmError
+from .paths import build_dir
+from .target import module_symbols
+from .target.gdb_state import STATE
+
+
+def _say(text: str) -> None:
+    gdb.write(f"rkvm: {text}\n")
+
+
+def _quiet(cmd: str) -> str:
+    return gdb.execute(cmd, to_string=True)
+
+
+def add_python_site() -> None:
+    """GDB embeds Debian's Python; capstone and friends were installed for the project's Python."""
+    site = build_dir() / "python-site"
+    if site.is_file():
+        path = site.read_text().strip()
+        if path and path not in sys.path:
+            sys.path.append(path)
+
+
+def load_symbols(sess) -> None:
+    vmlinux = Path(sess.vmlinux) if sess.vmlinux else None
+    if vmlinux is None or not vmlinux.is_file():
+        _say(f"no vmlinux at '{sess.vmlinux}': continuing without kernel symbols "
+             "(set it with --set vmlinux=PATH)")
+        return
+    from .elf_check import check_vmlinux
+    check_vmlinux(vmlinux)
+    if sess.gdb_scripts:
+        scripts_dir = Path(sess.gdb_scripts).resolve().parent
+        _quiet(f"add-auto-load-safe-path {scripts_dir}")
+        _quiet(f"add-auto-load-safe-path {Path(sess.gdb_scripts).parent}")
+    _quiet(f"file {vmlinux}")
+
+
+def connect(sess) -> None:
+    try:
+        _quiet(f"target remote {sess.gdb_address}")
+    except gdb.error as e:
+        raise RkvmError(f"cannot connect to QEMU's gdbstub at {sess.gdb_address}: {e}") from None
+
+
+def main() -> None:
+    add_python_site()
+    for setting in ("pagination off", "confirm off", "breakpoint pending on", "print pretty on"):
+        _quiet(f"set {setting}")
+    register_all()
+    sess = session_mod.current()
+    if sess is None:
+        _say("no session: start one with 'rkvm up', then restart GDB with 'gdb -x rkvm.py'")
+        return
+    STATE.session = sess
+    try:
+        load_symbols(sess)
+        connect(sess)
+    except RkvmError as e:
+        _say(str(e))
+        return
+    if gdb.lookup_global_symbol("start_kernel") is not None:
+        module_symbols.ModuleLoadBreakpoint(list(sess.module_dirs))
+    _say(f"attached to {sess.profile} session (QEMU pid {sess.pid}, {sess.gdb_address}); 'help rkvm' lists commands")

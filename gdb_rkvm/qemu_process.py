@@ -1,0 +1,110 @@
+"""Starting, watching and ending one QEMU process. Nothing here knows about profiles or GDB."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .errors import RkvmError
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (QEMU binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening_sockets(port: int) -> list[str]:
+    """Local addresses (hex, as /proc/net/tcp{,6} has them) listening on `port`."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            addr, state = fields[1], fields[3]
+            if state == "0A" and int(addr.rsplit(":", 1)[1], 16) == port:
+                found.append(addr.rsplit(":", 1)[0])
+    return found
+
+
+def is_loopback_hex(addr: str) -> bool:
+    """Whether a /proc/net/tcp address (little-endian hex) is 127.0.0.0/8 or ::1."""
+    if len(addr) == 8:
+        return int(addr, 16) & 0xFF == 127
+    return addr == "00000000000000000000000001000000"
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live (not zombie) process."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def is_qemu(pid: int) -> bool:
+    try:
+        return b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
+    """Start QEMU in its own session (so a terminal's Ctrl-C goes to us, not to it)."""
+    log = open(log_path, "wb")
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    except FileNotFoundError:
+        raise RkvmError(f"{argv[0]} not found: run 'make setup'") from None
+    finally:
+        log.close()
+
+
+def wait_listening(proc: subprocess.Popen, port: int, log_path: Path, timeout: float = 20.0) -> None:
+    """Wait until QEMU's gdbstub listens on `port`; raise with QEMU's own words if it died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            text = log_path.read_text(errors="replace").strip().splitlines()
+            reason = text[-1] if text else f"exit status {proc.returncode}"
+            raise RkvmError(f"QEMU exited at start: {reason}")
+        if listening_sockets(port):
+            return
+        time.sleep(0.05)
+    terminate(proc.pid)
+    raise RkvmError(f"QEMU did not open its gdbstub on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def terminate(pid: int, grace: float = 3.0) -> None:
+    """End a QEMU process and its group: SIGTERM, then SIGKILL after `grace` seconds. Reaps it."""
+    if not alive(pid):
+        _reap(pid)
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not alive(pid):
+                return
+            time.sleep(0.05)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

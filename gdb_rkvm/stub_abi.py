@@ -1,0 +1,42 @@
+"""The stub's HVC ABI and page layout, read from stub/rkvm_abi.h (the one place they are defined)."""
+
+import re
+from functools import lru_cache
+
+from .paths import REPO
+
+ABI_HEADER = REPO / "stub" / "rkvm_abi.h"
+_DEFINE = re.compile(r"^#define\s+([A-Z][A-Z0-9_]*)\s+([^/\n]+?)\s*(?:/\*.*)?$", re.M)
+_IDENT = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+@lru_cache(maxsize=None)
+def constants() -> dict[str, int]:
+    """Every numeric #define in rkvm_abi.h, by name (earlier names may be used in later ones)."""
+    out: dict[str, int] = {}
+    for name, expr in _DEFINE.findall(ABI_HEADER.read_text()):
+        expr = _IDENT.sub(lambda m: str(out.get(m.group(0), m.group(0))), expr)
+        if re.fullmatch(r"[0-9a-fx<>\s()+*-]+", expr):
+            out[name] = int(eval(expr, {"__builtins__": {}}))  # digits and operators only
+    return out
+
+
+def value(name: str) -> int:
+    return constants()[name]
+
+
+def sysreg_selectors() -> dict[str, int]:
+    """RKVM_HVC_READ_SYSREG selectors: {'VBAR_EL2': 0, ...}."""
+    return {k[len("RKVM_SYSREG_"):]: v for k, v in constants().items()
+            if k.startswith("RKVM_SYSREG_") and k != "RKVM_SYSREG_NR"}
+
+
+def hvc_calls() -> dict[str, int]:
+    """rkvm's own HVC function IDs by name ('PING': 0x524b0001, ...)."""
+    return {k[len("RKVM_HVC_"):]: v for k, v in constants().items()
+            if k.startswith("RKVM_HVC_") and k not in ("RKVM_HVC_IMM", "RKVM_HVC_BASE", "RKVM_HVC_NR")}
+
+
+# Debugger hook events, as module/rkvm.c's enum rkvm_debug_event_kind numbers them.
+EVENTS = {"installed-cpu": 1, "installed-all": 2, "hvc-issued": 3, "removed": 4, "hvc-returned": 5}
+EVENT_NAMES = {v: k for k, v in EVENTS.items()}

@@ -1,0 +1,90 @@
+"""Load a kernel module's symbols the moment the kernel starts its init (do_init_module).
+
+Same idea as the kernel's `lx-symbols`, without reloading vmlinux: the section addresses come from
+`mod->sect_attrs`, and add-symbol-file places the .ko there, so pending breakpoints in the module
+(rkvm_debug_event, the module's init) resolve before its init runs.
+"""
+
+from pathlib import Path
+
+import gdb
+
+from .gdb_state import STATE
+
+MOD_TEXT = 0  # enum mod_mem_type in include/linux/module.h (6.4+)
+# Sections that hold code or data GDB should place; .symtab/.strtab copies and notes confuse it.
+_PLACED_SECTIONS = (".text", ".init.text", ".exit.text", ".data", ".rodata", ".bss", ".init.data",
+                    ".exit.data")
+
+
+def find_ko(name: str, dirs: list[str]) -> Path | None:
+    """The .ko for module `name` in `dirs` (searched recursively), '-' and '_' treated alike."""
+    want = name.replace("-", "_") + ".ko"
+    for d in dirs:
+        root = Path(d)
+        if not root.is_dir():
+            continue
+        for ko in root.rglob("*.ko"):
+            if ko.name.replace("-", "_") == want:
+                return ko
+    return None
+
+
+def section_addresses(mod: gdb.Value) -> dict[str, int]:
+    """Section name -> load address, from struct module's sect_attrs."""
+    attrs = mod["sect_attrs"]
+    if int(attrs) == 0:
+        return {}
+    attrs = attrs.dereference()
+    out = {}
+    for n in range(int(attrs["nsections"])):
+        a = attrs["attrs"][n]
+        out[a["battr"]["attr"]["name"].string()] = int(a["address"])
+    return out
+
+
+def load_module(mod: gdb.Value, dirs: list[str]) -> str:
+    """add-symbol-file for `mod` (a struct module value). Returns a line saying what happened."""
+    name = mod["name"].string()
+    ko = find_ko(name, dirs)
+    if ko is None:
+        return f"rkvm: module {name}: no {name}.ko in {', '.join(dirs) or '(no module dirs)'}"
+    sections = section_addresses(mod)
+    text = sections.pop(".text", None) or int(mod["mem"][MOD_TEXT]["base"])
+    extra = "".join(f" -s {sec} {addr:#x}" for sec, addr in sorted(sections.items())
+                    if addr and sec.startswith(_PLACED_SECTIONS))
+    gdb.execute(f"add-symbol-file {ko} {text:#x}{extra}", to_string=True)
+    STATE.loaded_modules[name] = (str(ko), text)
+    return f"rkvm: loaded symbols of {name} at {text:#x} from {ko}"
+
+
+class ModuleLoadBreakpoint(gdb.Breakpoint):
+    """Internal breakpoint on do_init_module: loads the module's symbols, never stops."""
+
+    def __init__(self, dirs: list[str]):
+        super().__init__("do_init_module", internal=True)
+        self.silent = True
+        self.dirs = dirs
+
+    def stop(self):
+        try:
+            mod = gdb.parse_and_eval("mod")
+            gdb.write(load_module(mod, self.dirs) + "\n")
+        except gdb.error as e:  # symbols missing or memory unreadable: say so, keep running
+            gdb.write(f"rkvm: could not load module symbols: {e}\n")
+        return False
+
+
+def loaded_modules() -> list[gdb.Value]:
+    """struct module values on the kernel's `modules` list."""
+    head = gdb.parse_and_eval("modules")
+    mod_type = gdb.lookup_type("struct module").pointer()
+    offset = int(gdb.parse_and_eval("&((struct module *)0)->list"))
+    out = []
+    node = head["next"]
+    for _ in range(4096):  # bounded: a corrupt list must not hang GDB
+        if int(node) == int(head.address):
+            break
+        out.append((gdb.Value(int(node) - offset).cast(mod_type)).dereference())
+        node = node["next"]
+    return out
