@@ -10,6 +10,6 @@ except NameError:  # very old GDBs do not set __file__ for sourced scripts
 if _here not in sys.path:
     sys.path.insert(0, _here)
 
-from gdb_rkvm import gdb_boot  # noqa: E402
+from gdb_rkvm import gdb_boot
 
 gdb_boot.main()

@@ -68,6 +68,8 @@ def _line_of(text: str, section: str | None, key: str) -> int:
         s = line.strip()
         if s.startswith("[") and s.endswith("]"):
             current = s.strip("[]").strip()
+            if section is None and current == key:
+                return n
             continue
         if current == section and re.match(rf"{re.escape(key)}\s*=", s):
             return n

@@ -99,7 +99,7 @@ def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = 
     """Start QEMU paused at reset and record the session. Refuses if one is already running."""
     directory = directory or session_dir()
     if current(directory):
-        raise RkvmError(f"a session is already running (see 'rkvm status'; end it with 'rkvm down')")
+        raise RkvmError("a session is already running (see 'rkvm status'; end it with 'rkvm down')")
     profile = profiles.load(profile_name, overrides)
     _check_files(profile)
     if mode is not None:

@@ -1,16 +1,16 @@
 """The stub's HVC ABI and page layout, read from stub/rkvm_abi.h (the one place they are defined)."""
 
 import re
-from functools import lru_cache
+from functools import cache
 
 from .paths import REPO
 
 ABI_HEADER = REPO / "stub" / "rkvm_abi.h"
-_DEFINE = re.compile(r"^#define\s+([A-Z][A-Z0-9_]*)\s+([^/\n]+?)\s*(?:/\*.*)?$", re.M)
+_DEFINE = re.compile(r"^#define\s+([A-Z][A-Z0-9_]*)\s+([^/\n]+?)\s*(?:/\*.*)?$", re.MULTILINE)
 _IDENT = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
-@lru_cache(maxsize=None)
+@cache
 def constants() -> dict[str, int]:
     """Every numeric #define in rkvm_abi.h, by name (earlier names may be used in later ones)."""
     out: dict[str, int] = {}

@@ -3,7 +3,7 @@
 
 def register_all():
     """Create the `rkvm` prefix and every subcommand (idempotent per GDB process)."""
-    from . import prefix, status, run_to, modules  # noqa: F401  (import registers nothing by itself)
+    from . import modules, prefix, run_to, status
 
     prefix.RkvmPrefix()
     for cls in (status.RkvmStatus, run_to.RkvmRunTo, modules.RkvmModules):

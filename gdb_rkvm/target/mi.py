@@ -1,0 +1,125 @@
+"""GDB/MI from the host: run gdb-multiarch with rkvm.py loaded and drive it with console commands.
+
+Used by `rkvm triage` and the end-to-end tests. Every call has a time bound; close() always ends
+GDB (the QEMU it is attached to belongs to the session, which its owner ends).
+"""
+
+import itertools
+import shutil
+import time
+
+from pygdbmi.gdbcontroller import GdbController
+
+from ..errors import RkvmError
+from ..paths import REPO
+
+
+class MiResult:
+    """What one console command produced: its text, and the error message if it failed."""
+
+    def __init__(self, command: str, output: str, error: str | None, records: list):
+        self.command, self.output, self.error, self.records = command, output, error, records
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def __repr__(self):
+        return f"MiResult({self.command!r}, ok={self.ok}, output={self.output[:200]!r}, error={self.error!r})"
+
+
+def _mi_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class GdbMi:
+    """A gdb-multiarch process under GDB/MI with rkvm.py sourced."""
+
+    def __init__(self, extra_args: list[str] | None = None, load_rkvm: bool = True, startup_timeout: float = 60):
+        exe = shutil.which("gdb-multiarch") or shutil.which("gdb")
+        if exe is None:
+            raise RkvmError("gdb-multiarch not found: run 'make setup'")
+        argv = [exe, "--nx", "--quiet", "--interpreter=mi3"]
+        if load_rkvm:
+            argv += ["-x", str(REPO / "rkvm.py")]
+        argv += extra_args or []
+        self._tokens = itertools.count(100)
+        self.controller = GdbController(command=argv, time_to_check_for_additional_output_sec=0.05)
+        self.startup_output = self._drain_startup(startup_timeout)
+
+    def _drain_startup(self, timeout: float) -> str:
+        # rkvm.py runs before GDB reads MI commands; a no-op command marks the end of its output.
+        res = self.console("echo", timeout=timeout)
+        early = [r for r in res.records if r.get("type") == "console"]
+        return res.output + "".join(r["payload"] for r in early if r["payload"] not in res.output)
+
+    def console(self, command: str, timeout: float = 30.0) -> MiResult:
+        """Run a CLI command; wait (at most `timeout` s) for it to finish.
+
+        A command that resumes the target gets `^running` as its MI result before it is done;
+        then a no-op marker command is queued behind it, and its result marks the real end.
+        """
+        deadline = time.monotonic() + timeout
+        token = self._send(command)
+        records = self._until_result(token, deadline, command)
+        result = records[-1]
+        if result.get("message") == "running":
+            marker = self._send("echo")
+            records += self._until_result(marker, deadline, command)
+            late = [r for r in records if r.get("type") == "result" and r.get("token") == token
+                    and r.get("message") == "error"]
+            # an error after ^running still comes back as ^error with the command's token
+            result = late[-1] if late else records[-1]
+        out = "".join(r["payload"] for r in records
+                      if r.get("type") in ("console", "output") and isinstance(r.get("payload"), str))
+        error = result["payload"].get("msg") if result.get("message") == "error" else None
+        return MiResult(command, out, error, records)
+
+    def _send(self, command: str) -> int:
+        token = next(self._tokens)
+        try:
+            self.controller.write(f"{token}-interpreter-exec console {_mi_quote(command)}", read_response=False)
+        except (OSError, ValueError) as e:
+            raise RkvmError(f"GDB is gone ({e})") from None
+        return token
+
+    def _until_result(self, token: int, deadline: float, command: str) -> list:
+        records = []
+        while True:
+            try:
+                batch = self.controller.get_gdb_response(timeout_sec=0.2, raise_error_on_timeout=False)
+            except (OSError, ValueError) as e:
+                raise RkvmError(f"GDB is gone ({e})") from None
+            records += batch
+            if any(r.get("type") == "result" and r.get("token") == token for r in batch):
+                # keep the result record last, so callers find it at records[-1]
+                res = [r for r in records if r.get("type") == "result" and r.get("token") == token][-1]
+                records.remove(res)
+                return records + [res]
+            if self.controller.gdb_process is not None and self.controller.gdb_process.poll() is not None:
+                raise RkvmError(f"GDB exited while running {command!r}")
+            if time.monotonic() > deadline:
+                raise RkvmError(f"{command!r} did not finish in time")
+
+    def check(self, command: str, timeout: float = 30.0) -> str:
+        """Run a command that must succeed; return its output."""
+        res = self.console(command, timeout)
+        if not res.ok:
+            raise RkvmError(f"{command!r} failed: {res.error}")
+        return res.output
+
+    def interrupt(self) -> None:
+        """Ask GDB to stop the running target (MI exec-interrupt)."""
+        self.controller.write("-exec-interrupt --all", read_response=False)
+
+    def close(self) -> None:
+        try:
+            self.controller.exit()
+        except Exception:  # already gone: nothing left to end
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,86 @@
+"""Shared fixtures. End-to-end tests boot the real lab in QEMU; they fail (never skip) when it is missing."""
+
+import contextlib
+import os
+import subprocess
+
+import pytest
+
+from gdb_rkvm import qemu_process, session
+from gdb_rkvm.paths import REPO, build_dir
+from gdb_rkvm.target.mi import GdbMi
+
+LAB_FILES = ["kernel/Image", "kernel/vmlinux", "initramfs.cpio.gz", "module/rkvm.ko"]
+
+
+@pytest.fixture(scope="session")
+def lab_built():
+    missing = [f for f in LAB_FILES if not (build_dir() / f).is_file()]
+    if missing:
+        pytest.fail(f"lab not built ({', '.join(missing)} missing): run 'make lab' (make test does)")
+    if not (REPO / "stub/build/el2_stub.elf").is_file():
+        pytest.fail("stub not built: run 'make stub'")
+    return build_dir()
+
+
+@pytest.fixture
+def session_dir(tmp_path, monkeypatch):
+    """A private session directory, seen by rkvm commands and by GDB started from this test."""
+    d = tmp_path / "session"
+    monkeypatch.setenv("RKVM_SESSION_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def start_lab(lab_built, session_dir):
+    """Factory: start_lab(mode=..., append=..., smp=...) -> Session, always stopped at teardown."""
+    started = []
+
+    def start(**kwargs):
+        sess = session.start("lab", directory=session_dir, **kwargs)
+        started.append(sess)
+        return sess
+
+    yield start
+    for sess in started:
+        session.stop(session_dir)
+        qemu_process.terminate(sess.pid)
+        assert not qemu_process.alive(sess.pid), "QEMU outlived its test"
+
+
+@pytest.fixture
+def gdb_on(lab_built):
+    """Factory: gdb_on(session) -> GdbMi attached with rkvm.py; closed at teardown."""
+    opened = []
+
+    def attach(_sess):
+        mi = GdbMi()
+        opened.append(mi)
+        assert "attached to lab session" in mi.startup_output, mi.startup_output
+        return mi
+
+    yield attach
+    for mi in opened:
+        mi.close()
+
+
+def run_cli(*args, timeout=60, env=None):
+    """Run `python -m gdb_rkvm.cli ARGS` as a user would; returns CompletedProcess."""
+    return subprocess.run(["python3", "-m", "gdb_rkvm.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@contextlib.contextmanager
+def no_new_qemu():
+    """Assert that a block leaves no QEMU process behind that was not there before."""
+    before = set(_qemu_pids())
+    yield
+    leftover = set(_qemu_pids()) - before
+    for pid in leftover:
+        qemu_process.terminate(pid)
+    assert not leftover, f"QEMU left running: {leftover}"
+
+
+def _qemu_pids():
+    out = subprocess.run(["pgrep", "-f", "qemu-system-aarch64"], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]

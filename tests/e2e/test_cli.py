@@ -1,0 +1,56 @@
+"""`rkvm gdb`, `rkvm doctor` and rkvm.py on their own: what a user types first."""
+
+import json
+import struct
+import subprocess
+
+import pytest
+
+from gdb_rkvm.paths import REPO
+from tests.conftest import no_new_qemu, run_cli
+
+pytestmark = pytest.mark.lab
+
+
+def test_rkvm_gdb_starts_a_session_and_ends_it_with_gdb(lab_built, session_dir):
+    with no_new_qemu():
+        res = run_cli("gdb", "-batch", "-ex", "rkvm status --json", "-ex", "info threads", timeout=120)
+        assert res.returncode == 0, res.stderr
+        status = json.loads(res.stdout[res.stdout.index("{"):res.stdout.rindex("}") + 1])
+        assert status["connected"] and status["vcpus"] == 2 and not status["running"]
+        assert status["vmlinux"].endswith("build/kernel/vmlinux")
+        assert "CPU#1" in res.stdout
+    assert run_cli("status").returncode == 1  # the session it started is gone
+
+
+def test_rkvm_py_without_a_session_says_so_in_one_line(session_dir):
+    gdb = subprocess.run(["gdb-multiarch", "-nx", "-q", "-batch", "-x", str(REPO / "rkvm.py"),
+                          "-ex", "help rkvm", "-ex", "rkvm modules"],
+                         capture_output=True, text=True, timeout=60)
+    assert "rkvm: no session: start one with 'rkvm up'" in gdb.stdout
+    assert "rkvm status" in gdb.stdout  # commands are registered anyway
+    assert "Traceback" not in gdb.stdout + gdb.stderr
+    assert "rkvm modules: not connected to QEMU's gdbstub" in gdb.stderr
+
+
+def _elf_header(e_machine: int) -> bytes:
+    ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)       # ELFCLASS64, little-endian, version 1
+    return ident + struct.pack("<HHIQQQIHHHHHH", 2, e_machine, 1, 0, 0, 0, 0, 64, 0, 0, 64, 0, 0)
+
+
+def test_wrong_arch_vmlinux_is_one_line(lab_built, session_dir, tmp_path):
+    fake = tmp_path / "vmlinux"
+    fake.write_bytes(_elf_header(62))  # EM_X86_64
+    with no_new_qemu():
+        res = run_cli("gdb", "--set", f"vmlinux={fake}", "-batch", "-ex", "rkvm status", timeout=120)
+        assert f"rkvm: {fake} is an ELF for EM_X86_64, not AArch64" in res.stdout, res.stdout
+        assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_doctor_lists_tools_with_versions():
+    res = run_cli("doctor", "--json")
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert rows["qemu-system-aarch64"]["ok"] and "QEMU emulator version" in rows["qemu-system-aarch64"]["version"]
+    assert rows["gdb-multiarch"]["ok"] and "GNU gdb" in rows["gdb-multiarch"]["version"]
+    assert rows["python:capstone"]["ok"]
+    assert res.returncode == (0 if all(r["ok"] for r in rows.values()) else 1)
