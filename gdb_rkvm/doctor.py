@@ -5,7 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .paths import build_dir
+from .paths import REPO, build_dir
 
 TOOLS = [
     ("qemu-system-aarch64", ["--version"], "qemu-system-arm"),
@@ -51,7 +51,7 @@ def report() -> list[dict]:
     for name, path, fix in [("busybox (arm64)", b / "downloads/busybox", "make setup"),
                             ("lab kernel", b / "kernel/Image", "make kernel"),
                             ("vmlinux", b / "kernel/vmlinux", "make kernel"),
-                            ("EL2 stub", Path(__file__).resolve().parent.parent / "stub/build/el2_stub.elf", "make stub"),
+                            ("EL2 stub", REPO / "stub/build/el2_stub.elf", "make stub"),
                             ("rkvm.ko", b / "module/rkvm.ko", "make module"),
                             ("initramfs", b / "initramfs.cpio.gz", "make initramfs")]:
         key = (b / "kernel/.rkvm-key")
