@@ -34,7 +34,7 @@ if [ $need_busybox = 1 ]; then
     dpkg --add-architecture arm64; updated=0
   fi
   apt_update
-  mkdir -p "$dl"; tmp=$(mktemp -d)
+  mkdir -p "$dl"; tmp=$(mktemp -d); chmod a+rwx "$tmp"  # apt downloads as _apt
   (cd "$tmp" && apt-get download -q busybox-static:arm64 >/dev/null && dpkg-deb -x busybox-static_*.deb x)
   install -m 0755 "$tmp/x/bin/busybox" "$dl/busybox.tmp" && mv "$dl/busybox.tmp" "$dl/busybox"
   rm -rf "$tmp"
