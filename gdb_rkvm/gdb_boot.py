@@ -73,4 +73,6 @@ def main() -> None:
         return
     if gdb.lookup_global_symbol("start_kernel") is not None:
         module_symbols.ModuleLoadBreakpoint(list(sess.module_dirs))
+        for line in module_symbols.load_already_loaded(list(sess.module_dirs)):
+            gdb.write(line + "\n")
     _say(f"attached to {sess.profile} session (QEMU pid {sess.pid}, {sess.gdb_address}); 'help rkvm' lists commands")

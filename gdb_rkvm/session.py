@@ -167,6 +167,31 @@ def serial_send(sess: Session, text: str, timeout: float = 5.0) -> None:
         time.sleep(0.1)  # let QEMU take the bytes before the socket closes
 
 
+class SerialConsole:
+    """A connection to the guest's serial console kept open, so typed-ahead input is not lost."""
+
+    def __init__(self, sess: Session, timeout: float = 5.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(sess.console_socket)
+        except OSError as e:
+            self.sock.close()
+            raise RkvmError(f"cannot reach the serial console at {sess.console_socket}: {e.strerror}") from None
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(text.encode())
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def serial_wait(sess: Session, pattern: str, timeout: float = 30.0, start: int = 0) -> str:
     """Wait until `pattern` appears in the serial log after byte `start`; return the log from there."""
     deadline = time.monotonic() + timeout

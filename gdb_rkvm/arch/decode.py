@@ -23,7 +23,8 @@ def _explain_generic(dec: Decoded) -> list[str]:
     for fv in dec.fields:
         doc = table[fv.name].doc if fv.name in table else ""
         if doc and (fv.value or table[fv.name].values):
-            lines.append(f"{fv.name}{fv.span} = {fv.value:#x}: {doc}" + (f" ({fv.meaning})" if fv.meaning not in ("", "set") else ""))
+            meaning = f" ({fv.meaning})" if fv.meaning not in ("", "set") else ""
+            lines.append(f"{fv.name}{fv.span} = {fv.value:#x}: {doc}{meaning}")
     if dec.register == "SCTLR_EL2":
         on = bool(dec.value & 1)
         lines.append("EL2's MMU is " + ("on: EL2 addresses are virtual, translated by TTBR0_EL2." if on else

@@ -58,8 +58,9 @@ def decode(value: int, register: str = "SPSR_EL2") -> Decoded:
     dec = Decoded(register, value, fields, summary)
     if register.startswith("SPSR"):
         el = register[-1]
+        masks = f"interrupts masked: {masked}" if masked else "nothing masked"
         dec.explain = [f"{register} is PSTATE as it was when the last exception was taken to EL{el}: "
-                       f"ERET will return to {mode} with {('interrupts masked: ' + masked) if masked else 'nothing masked'}."]
+                       f"ERET will return to {mode} with {masks}."]
     else:
         dec.explain = [f"PSTATE now: running in {mode}."]
     return dec

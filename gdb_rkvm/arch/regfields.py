@@ -80,7 +80,8 @@ SCTLR_EL1 = [
     F("M", 0, doc="stage 1 MMU enabled for EL1&0"), F("A", 1, doc="alignment checking"),
     F("C", 2, doc="data caches enabled"), F("SA", 3, doc="SP alignment check at EL1"),
     F("SA0", 4, doc="SP alignment check at EL0"), F("CP15BEN", 5), F("nAA", 6), F("ITD", 7), F("SED", 8),
-    F("UMA", 9, doc="EL0 may access DAIF"), F("EnRCTX", 10), F("EOS", 11, doc="exception exit is context synchronizing"),
+    F("UMA", 9, doc="EL0 may access DAIF"), F("EnRCTX", 10),
+    F("EOS", 11, doc="exception exit is context synchronizing"),
     F("I", 12, doc="instruction caches enabled"), F("EnDB", 13), F("DZE", 14, doc="EL0 may use DC ZVA"),
     F("UCT", 15, doc="EL0 may read CTR_EL0"), F("nTWI", 16, doc="WFI at EL0 not trapped"),
     F("nTWE", 18, doc="WFE at EL0 not trapped"), F("WXN", 19, doc="writable implies execute-never"),
@@ -115,7 +116,8 @@ TCR_EL1 = [
     F("TBI0", 37, doc="top byte ignored, TTBR0"), F("TBI1", 38, doc="top byte ignored, TTBR1"),
     F("HA", 39, doc="hardware access flag"), F("HD", 40, doc="hardware dirty state"),
     F("HPD0", 41), F("HPD1", 42), F("TBID0", 51), F("TBID1", 52), F("NFD0", 53), F("NFD1", 54),
-    F("E0PD0", 55), F("E0PD1", 56), F("TCMA0", 57), F("TCMA1", 58), F("DS", 59, doc="52-bit output with 4K/16K (LPA2)"),
+    F("E0PD0", 55), F("E0PD1", 56), F("TCMA0", 57), F("TCMA1", 58),
+    F("DS", 59, doc="52-bit output with 4K/16K (LPA2)"),
 ]
 
 TCR_EL2 = [

@@ -43,7 +43,7 @@ _TABLE = [
     _r("MIDR_EL1", 3, 0, 0, 0, 0, "Main ID: implementer, part number, revision"),
     _r("MPIDR_EL1", 3, 0, 0, 0, 5, "Multiprocessor affinity: which CPU this is (Aff0..Aff3)"),
     _r("REVIDR_EL1", 3, 0, 0, 0, 6, "Revision ID, implementation defined"),
-    _r("ID_AA64PFR0_EL1", 3, 0, 0, 4, 0, "Processor features 0: which ELs exist and in which states, FP, SIMD, GIC, SVE"),
+    _r("ID_AA64PFR0_EL1", 3, 0, 0, 4, 0, "Processor features 0: which ELs exist and in which states, FP, GIC, SVE"),
     _r("ID_AA64PFR1_EL1", 3, 0, 0, 4, 1, "Processor features 1: BTI, SSBS, MTE, SME"),
     _r("ID_AA64DFR0_EL1", 3, 0, 0, 5, 0, "Debug features 0: breakpoints, watchpoints, PMU"),
     _r("ID_AA64ISAR0_EL1", 3, 0, 0, 6, 0, "Instruction set attributes 0: AES, SHA, CRC32, atomics"),

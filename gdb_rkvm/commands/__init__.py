@@ -2,9 +2,11 @@
 
 
 def register_all():
-    """Create the `rkvm` prefix and every subcommand (idempotent per GDB process)."""
-    from . import modules, prefix, run_to, status
+    """Create the `rkvm` prefix, every subcommand and the convenience functions."""
+    from . import cpus, el, esr, functions, modules, prefix, run_to, status, sysreg, vectors
 
     prefix.RkvmPrefix()
-    for cls in (status.RkvmStatus, run_to.RkvmRunTo, modules.RkvmModules):
+    for cls in (status.RkvmStatus, run_to.RkvmRunTo, modules.RkvmModules, cpus.RkvmCpus, el.RkvmEl,
+                sysreg.RkvmSysreg, esr.RkvmEsr, vectors.RkvmVectors,
+                functions.RkvmElFunction, functions.RkvmSysregFunction):
         cls()

@@ -50,6 +50,24 @@ def _stopped():
         raise RkvmError("the target is running: interrupt it first (Ctrl-C or 'interrupt')")
 
 
+def _cpu_arg(value: str) -> int:
+    try:
+        n = int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a CPU number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a CPU number")
+    return n
+
+
+def parse_int(text: str, what: str = "value") -> int:
+    """An integer in C syntax (0x.., 0b.., decimal), or RkvmError naming what was expected."""
+    try:
+        return int(text.replace("_", ""), 0)
+    except ValueError:
+        raise RkvmError(f"'{text}' is not a valid {what} (expected a number like 0x5a000042)") from None
+
+
 def _kernel_symbols():
     if gdb.lookup_global_symbol("start_kernel") is None:
         raise RkvmError("no kernel symbols: load vmlinux ('file PATH/vmlinux', or the profile's vmlinux=)")
@@ -75,6 +93,7 @@ class RkvmCommand(gdb.Command):
     name = ""
     preconditions = ()
     reports_state = True     # adds --json
+    explains = False         # adds --explain (a plain sentence per item, for a learner)
     complete_with = gdb.COMPLETE_NONE
 
     def __init__(self):
@@ -82,10 +101,16 @@ class RkvmCommand(gdb.Command):
         self.parser = _Parser(prog=f"rkvm {self.name}", add_help=False)
         if self.reports_state:
             self.parser.add_argument("--json", action="store_true", help="print JSON")
+        if self.explains:
+            self.parser.add_argument("--explain", action="store_true", help="explain each item")
         self.add_arguments(self.parser)
 
     def add_arguments(self, parser):
         pass
+
+    @staticmethod
+    def add_cpu_argument(parser):
+        parser.add_argument("--cpu", type=_cpu_arg, default=None, help="vCPU number (default: selected thread)")
 
     def run(self, args):
         """Return a dict (printed with --json) or a string; or print and return None."""

@@ -6,6 +6,8 @@ import gdb
 
 from .. import stub_abi
 from ..errors import RkvmError
+from ..target import module_symbols
+from ..target.gdb_state import STATE
 from .base import CONNECTED, SESSION, RkvmCommand, only_when
 
 
@@ -59,6 +61,8 @@ Example:
         thread = gdb.selected_thread()
         if thread is not None and thread.is_running():
             raise RkvmError("the target is running: interrupt it first")
+        if STATE.session is not None:  # attached to a running guest: rkvm.ko may be loaded already
+            module_symbols.load_already_loaded(list(STATE.session.module_dirs))
         bp = _EventBreakpoint(stub_abi.EVENTS[args.event], args.cpu, max(1, args.count))
         timer = threading.Timer(args.timeout, lambda: os.kill(os.getpid(), signal.SIGINT))
         timer.daemon = True

@@ -88,3 +88,23 @@ def loaded_modules() -> list[gdb.Value]:
         out.append((gdb.Value(int(node) - offset).cast(mod_type)).dereference())
         node = node["next"]
     return out
+
+
+def load_already_loaded(dirs: list[str]) -> list[str]:
+    """Load symbols of modules the kernel has already loaded (attaching to a running guest).
+
+    Returns the lines saying what was done; nothing (and no error) when the kernel's module list
+    cannot be read yet, as at reset with the MMU off.
+    """
+    try:
+        mods = loaded_modules()
+    except (gdb.error, gdb.MemoryError):
+        return []
+    lines = []
+    for mod in mods:
+        try:
+            if mod["name"].string() not in STATE.loaded_modules:
+                lines.append(load_module(mod, dirs))
+        except (gdb.error, gdb.MemoryError) as e:
+            lines.append(f"rkvm: could not load module symbols: {e}")
+    return lines

@@ -1,0 +1,50 @@
+"""AArch64 disassembly with capstone, plus the facts a debugger wants about one instruction."""
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import capstone
+
+
+@dataclass
+class Insn:
+    address: int
+    size: int
+    mnemonic: str
+    op_str: str
+    raw: bytes
+
+    def text(self) -> str:
+        return f"{self.mnemonic} {self.op_str}".strip()
+
+
+@lru_cache(maxsize=1)
+def _engine():
+    arch = getattr(capstone, "CS_ARCH_ARM64", None)
+    if arch is None:  # capstone 6 renamed it
+        arch = capstone.CS_ARCH_AARCH64
+    return capstone.Cs(arch, capstone.CS_MODE_ARM)
+
+
+def disassemble(code: bytes, address: int, count: int | None = None) -> list[Insn]:
+    """Decode up to `count` instructions (every 4 bytes); undecodable words show as .inst."""
+    out = []
+    for off in range(0, len(code) - len(code) % 4, 4):
+        if count is not None and len(out) >= count:
+            break
+        word = code[off:off + 4]
+        decoded = list(_engine().disasm(word, address + off, 1))
+        if decoded:
+            i = decoded[0]
+            out.append(Insn(address + off, 4, i.mnemonic, i.op_str, word))
+        else:
+            out.append(Insn(address + off, 4, ".inst", f"{int.from_bytes(word, 'little'):#010x}", word))
+    return out
+
+
+def is_exception_return(insn: Insn) -> bool:
+    return insn.mnemonic in ("eret", "eretaa", "eretab")
+
+
+def is_exception_call(insn: Insn) -> bool:
+    return insn.mnemonic in ("hvc", "svc", "smc")

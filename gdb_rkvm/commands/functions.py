@@ -1,0 +1,43 @@
+"""Convenience functions: $rkvm_el() and $rkvm_sysreg("NAME")."""
+
+import gdb
+
+from ..arch import sysregs
+from ..errors import RkvmError
+from ..target import gdb_target as t
+
+
+class RkvmElFunction(gdb.Function):
+    """$rkvm_el() — the selected CPU's current exception level (0-3), from PSTATE.EL in $cpsr.
+
+Example: break some_function if $rkvm_el() == 2"""
+
+    def __init__(self):
+        super().__init__("rkvm_el")
+
+    def invoke(self):
+        try:
+            return t.current_el()
+        except RkvmError as e:
+            raise gdb.GdbError(f"$rkvm_el: {e}") from None
+
+
+class RkvmSysregFunction(gdb.Function):
+    """$rkvm_sysreg("NAME") — a system register of the selected CPU by its architectural name.
+
+Example: p/x $rkvm_sysreg("SCTLR_EL1")   (QEMU 7.2 calls it $SCTLR)"""
+
+    def __init__(self):
+        super().__init__("rkvm_sysreg")
+
+    def invoke(self, name):
+        text = name.string() if name.type.code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_PTR) else str(name)
+        reg = sysregs.lookup(text)
+        if reg is None:
+            raise gdb.GdbError(f"$rkvm_sysreg: unknown register '{text}' (closest: "
+                               f"{', '.join(sysregs.closest(text)) or 'none'})")
+        try:
+            value = t.read_register(reg.name)
+        except RkvmError as e:
+            raise gdb.GdbError(f"$rkvm_sysreg: {e}") from None
+        return gdb.Value(value).cast(gdb.lookup_type("unsigned long long"))

@@ -1,0 +1,77 @@
+from ..arch import disasm, vectors
+from ..target import gdb_target as t
+from ..target import kernel_facts
+from ..vbar_el2 import classify
+from .base import STOPPED, RkvmCommand, only_when
+
+
+def read_vector_table(el: int, vbar: int, el2_mmu_on: bool) -> bytes:
+    """The 2 KiB at VBAR_ELx: physical for EL2 while its MMU is off, else virtual (current regime)."""
+    if el == 2 and not el2_mmu_on:
+        return t.read_physical(vbar, vectors.TABLE_SIZE)
+    return t.read_virtual(vbar, vectors.TABLE_SIZE)
+
+
+@only_when(STOPPED)
+class RkvmVectors(RkvmCommand):
+    """The 16 exception vectors at VBAR_EL1 or VBAR_EL2, named, symbolized and disassembled.
+
+Usage: rkvm vectors [el1|el2] [--cpu N] [--count K] [--json] [--explain]
+EL2 vectors are read as physical memory (EL2 runs with its MMU off). K instructions per slot (default 3).
+Example:
+  (gdb) rkvm vectors el2
+  VBAR_EL2 = 0x40a60000 on CPU 0: the rkvm EL2 stub
+  +0x400  Lower EL using AArch64, Synchronous  0x40a60400 <rkvm_vec_lower64_sync>
+          0x40a60400  b #0x40a60b00"""
+
+    name = "vectors"
+    explains = True
+
+    def add_arguments(self, p):
+        p.add_argument("el", nargs="?", default="el2", choices=("el1", "el2"))
+        self.add_cpu_argument(p)
+        p.add_argument("--count", type=int, default=3)
+
+    def complete(self, text, word):
+        return [x for x in ("el1", "el2") if x.startswith(word or "")]
+
+    def run(self, args):
+        cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
+        el = int(args.el[-1])
+        vbar = t.read_register(f"VBAR_EL{el}", cpu)
+        mmu_on = bool(t.read_register("SCTLR_EL2", cpu) & 1) if el == 2 else True
+        marks = kernel_facts.landmarks([vbar] if el == 2 else [])
+        table = read_vector_table(el, vbar, mmu_on)
+        slots = []
+        for off, name in vectors.slots():
+            addr = vbar + off
+            sym = kernel_facts.el2_symbol(addr, marks) if el == 2 and not mmu_on else t.symbol_at(addr)
+            insns = disasm.disassemble(table[off:off + vectors.SLOT_SIZE], addr, max(0, args.count))
+            slots.append({"offset": off, "slot": name, "address": addr, "symbol": sym,
+                          "instructions": [{"address": i.address, "text": i.text()} for i in insns]})
+        return {"cpu": cpu, "el": el, "vbar": vbar, "physical": el == 2 and not mmu_on,
+                "points_at": classify(vbar, marks).text if el == 2 else None, "slots": slots}
+
+    def format(self, r, args):
+        head = f"VBAR_EL{r['el']} = {r['vbar']:#x} on CPU {r['cpu']}"
+        if r["points_at"]:
+            head += f": {r['points_at']}"
+        lines = [head]
+        for s in r["slots"]:
+            sym = f" <{s['symbol']}>" if s["symbol"] else ""
+            lines.append(f"+{s['offset']:#05x}  {s['slot']:<36} {s['address']:#x}{sym}")
+            lines += [f"        {i['address']:#x}  {i['text']}" for i in s["instructions"]]
+        if args.explain:
+            lines.append(_explain(r))
+        return "\n".join(lines)
+
+
+def _explain(r) -> str:
+    if r["el"] == 2:
+        return ("An exception taken to EL2 jumps to VBAR_EL2 + the slot's offset. An HVC from EL1 uses "
+                "+0x400 (Lower EL using AArch64, Synchronous); a fault inside EL2 code uses +0x200 (Current EL "
+                "with SPx). These addresses are physical: EL2's MMU is off"
+                + (", and the table was read from physical memory." if r["physical"] else "."))
+    return ("An exception taken to EL1 jumps to VBAR_EL1 + the slot's offset: +0x400 for a syscall or fault "
+            "from user space, +0x200 for one in the kernel itself.")
+

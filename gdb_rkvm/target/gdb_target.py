@@ -1,0 +1,191 @@
+"""Reading the QEMU guest from inside GDB: registers by architectural name, per vCPU, and memory
+(virtual, or physical through QEMU's PhyMemMode), without disturbing the user's thread and frame.
+
+All reads made while the target is stopped are cached in STATE.stop_cache, which is cleared
+whenever the target runs (gdb_state.GdbState).
+"""
+
+import contextlib
+import re
+
+import gdb
+
+from ..errors import RkvmError
+from .gdb_state import STATE
+
+MASK64 = (1 << 64) - 1
+
+
+def _qemu_register_names() -> set[str]:
+    key = ("regnames",)
+    if key not in STATE.stop_cache:
+        arch = gdb.newest_frame().architecture()
+        STATE.stop_cache[key] = {r.name for r in arch.registers()}
+    return STATE.stop_cache[key]
+
+
+def register_spelling(name: str) -> str | None:
+    """The name this QEMU's gdbstub uses for architectural register `name`, or None.
+
+    QEMU 7.2 calls some EL1 registers by their AArch32 names (SCTLR_EL1 is SCTLR, VBAR_EL1 is
+    VBAR, AMAIR_EL1 is AMAIR0); other versions may not, so the target's own list decides.
+    """
+    names = _qemu_register_names()
+    upper = {n.upper(): n for n in names}
+    base = name.upper()
+    candidates = [base]
+    if base.endswith("_EL1"):
+        candidates += [base[:-4], base[:-4] + "0"]
+    if base in ("CPSR", "PSTATE"):
+        candidates = ["CPSR"]
+    for c in candidates:
+        if c in upper:
+            return upper[c]
+    return None
+
+
+def cpu_threads() -> list[tuple[int, gdb.InferiorThread]]:
+    """(cpu index, thread) for every vCPU, CPU order. QEMU numbers threads 1.1 = CPU#0, 1.2 = CPU#1..."""
+    inferior = gdb.selected_inferior()
+    threads = sorted(inferior.threads(), key=lambda t: t.ptid[1])
+    return [(t.ptid[1] - 1, t) for t in threads]
+
+
+def thread_for_cpu(cpu: int | None) -> gdb.InferiorThread:
+    """The thread of vCPU `cpu` (the selected one if None); a clear error for a CPU that is not there."""
+    if cpu is None:
+        thread = gdb.selected_thread()
+        if thread is None:
+            raise RkvmError("no thread selected")
+        return thread
+    for n, t in cpu_threads():
+        if n == cpu:
+            return t
+    raise RkvmError(f"no CPU {cpu} (CPUs: {', '.join(str(n) for n, _ in cpu_threads())})")
+
+
+def cpu_of(thread: gdb.InferiorThread) -> int:
+    return thread.ptid[1] - 1
+
+
+@contextlib.contextmanager
+def on_thread(thread: gdb.InferiorThread):
+    """Run a block with `thread` selected, then give the user back their thread and frame."""
+    previous = gdb.selected_thread()
+    try:
+        frame = gdb.selected_frame()
+        level = frame.level()
+    except gdb.error:
+        level = None
+    if previous is not None and previous.ptid == thread.ptid:
+        yield
+        return
+    thread.switch()
+    try:
+        yield
+    finally:
+        if previous is not None and previous.is_valid():
+            previous.switch()
+            if level:
+                with contextlib.suppress(gdb.error):
+                    gdb.execute(f"frame {level}", to_string=True)
+
+
+def read_register(name: str, cpu: int | None = None) -> int:
+    """Architectural register `name` (x0, pc, SCTLR_EL1, VBAR_EL2...) of vCPU `cpu`, as an unsigned int."""
+    thread = thread_for_cpu(cpu)
+    key = ("reg", thread.ptid, name.upper())
+    if key in STATE.stop_cache:
+        return STATE.stop_cache[key]
+    if name.upper() == "CURRENTEL":  # not a gdbstub register: PSTATE.EL is in cpsr[3:2]
+        value = read_register("cpsr", cpu) & 0xC
+    else:
+        gpr = re.fullmatch(r"(x\d+|sp|pc|cpsr)", name, re.I)
+        spelled = name.lower() if gpr else register_spelling(name)
+        if spelled is None:
+            raise RkvmError(f"{name} is not among the registers this QEMU's gdbstub exposes")
+        with on_thread(thread):
+            value = int(gdb.newest_frame().read_register(spelled)) & MASK64
+    STATE.stop_cache[key] = value
+    return value
+
+
+def current_el(cpu: int | None = None) -> int:
+    return (read_register("cpsr", cpu) >> 2) & 3
+
+
+def read_virtual(addr: int, size: int) -> bytes:
+    """Bytes at a virtual address, translated by the selected vCPU's current regime."""
+    try:
+        return bytes(gdb.selected_inferior().read_memory(addr, size))
+    except gdb.MemoryError:
+        raise RkvmError(f"cannot read {size} bytes at VA {addr:#x} (not mapped in this CPU's current regime)") from None
+
+
+def _phys_mode_packet(on: bool) -> None:
+    gdb.execute(f"maint packet Qqemu.PhyMemMode:{1 if on else 0}", to_string=True)
+    gdb.execute("maint flush dcache", to_string=True)
+
+
+def physical_mode_supported() -> bool:
+    key = ("phymem",)
+    if key not in STATE.stop_cache:
+        out = gdb.execute("maint packet qqemu.PhyMemMode", to_string=True)
+        STATE.stop_cache[key] = bool(re.search(r'received: "[01]"', out))
+    return STATE.stop_cache[key]
+
+
+@contextlib.contextmanager
+def physical_memory():
+    """Memory reads in this block are physical (QEMU's PhyMemMode); virtual mode is restored on every path."""
+    if not physical_mode_supported():
+        raise RkvmError("this gdbstub has no physical-memory mode (QEMU's qqemu.PhyMemMode)")
+    _phys_mode_packet(True)
+    try:
+        yield
+    finally:
+        _phys_mode_packet(False)
+
+
+def read_physical(addr: int, size: int) -> bytes:
+    """Bytes at a physical address."""
+    key = ("phys", addr, size)
+    if key in STATE.stop_cache:
+        return STATE.stop_cache[key]
+    with physical_memory():
+        try:
+            data = bytes(gdb.selected_inferior().read_memory(addr, size))
+        except gdb.MemoryError:
+            raise RkvmError(f"cannot read {size} bytes at PA {addr:#x} (no RAM or device there)") from None
+    STATE.stop_cache[key] = data
+    return data
+
+
+def symbol_at(addr: int) -> str | None:
+    """'name+off' for a code or data address GDB has symbols for, else None."""
+    try:
+        out = gdb.execute(f"info symbol {addr:#x}", to_string=True).strip()
+    except gdb.error:
+        return None
+    if out.startswith("No symbol"):
+        return None
+    m = re.match(r"(\S+)(?: \+ (\d+))? in section", out)
+    if not m:
+        return None
+    return m.group(1) + (f"+{int(m.group(2)):#x}" if m.group(2) else "")
+
+
+def symbol_address(name: str) -> int | None:
+    """Address of a global/static symbol, or None."""
+    try:
+        return int(gdb.parse_and_eval(f"(unsigned long)&{name}")) & MASK64
+    except gdb.error:
+        return None
+
+
+def read_u64_symbol(name: str) -> int | None:
+    """Value of a u64-sized kernel variable, or None if absent or unreadable."""
+    try:
+        return int(gdb.parse_and_eval(f"(unsigned long){name}")) & MASK64
+    except gdb.error:
+        return None

@@ -1,0 +1,83 @@
+"""Facts about the running kernel and lab that commands need: RAM, the hyp-stub's PA, rkvm stub pages."""
+
+import gdb
+
+from .. import stub_abi
+from ..errors import RkvmError
+from ..vbar_el2 import VectorLandmarks
+from . import gdb_target as t
+from .gdb_state import STATE
+
+# QEMU virt: RAM starts at 1 GiB (hw/arm/virt.c memmap VIRT_MEM). Used only without kernel symbols.
+VIRT_RAM_BASE = 0x40000000
+
+
+def ram_ranges() -> list[tuple[int, int]]:
+    """Physical RAM as [start, end) ranges: the kernel's memblock.memory, else QEMU virt's default layout."""
+    key = ("ram",)
+    if key in STATE.stop_cache:
+        return STATE.stop_cache[key]
+    ranges = []
+    try:
+        mem = gdb.parse_and_eval("memblock.memory")
+        for i in range(min(int(mem["cnt"]), 128)):
+            r = mem["regions"][i]
+            base, size = int(r["base"]), int(r["size"])
+            if size:
+                ranges.append((base, base + size))
+    except gdb.error:
+        ranges = []
+    if not ranges and STATE.session is not None:
+        argv = STATE.session.argv
+        if "-m" in argv:
+            mib = int(argv[argv.index("-m") + 1].rstrip("MmGg") or 0)
+            ranges = [(VIRT_RAM_BASE, VIRT_RAM_BASE + (mib << 20))]
+    STATE.stop_cache[key] = ranges
+    return ranges
+
+
+def kimage_voffset() -> int | None:
+    return t.read_u64_symbol("kimage_voffset")
+
+
+def hyp_stub_pa() -> int | None:
+    """PA of the kernel's __hyp_stub_vectors: a kernel-image symbol, so VA - kimage_voffset."""
+    va, off = t.symbol_address("__hyp_stub_vectors"), kimage_voffset()
+    if va is None or not off:
+        return None
+    return (va - off) & t.MASK64
+
+
+def is_rkvm_stub(pa: int) -> bool:
+    """Whether the page at `pa` carries the rkvm stub's magic at RKVM_OFF_MAGIC."""
+    off = stub_abi.value("RKVM_OFF_MAGIC")
+    try:
+        data = t.read_physical(pa + off, 8)
+    except RkvmError:
+        return False
+    return int.from_bytes(data, "little") == stub_abi.value("RKVM_STUB_MAGIC")
+
+
+def landmarks(vbars: list[int]) -> VectorLandmarks:
+    ram = ram_ranges()
+    marks = VectorLandmarks(hyp_stub_pa=hyp_stub_pa(), ram=ram)
+    for v in set(vbars):
+        if (marks.in_ram(v) is not False) and v % 0x800 == 0 and is_rkvm_stub(v):
+            marks.rkvm_stub_pas.add(v)
+    return marks
+
+
+def el2_symbol(pa: int, marks: VectorLandmarks) -> str | None:
+    """Name an EL2 (physical) code address: GDB symbols at the PA (a loaded stub ELF), the rkvm stub
+    by offset, or the kernel image through kimage_voffset (the hyp-stub lives there)."""
+    from ..stub_symbols import name_offset
+    direct = t.symbol_at(pa)
+    if direct:
+        return direct
+    for base in marks.rkvm_stub_pas:
+        if base <= pa < base + stub_abi.value("RKVM_STUB_SIZE"):
+            return name_offset(pa - base)
+    off = kimage_voffset()
+    if off and any(s <= pa < e for s, e in marks.ram):
+        return t.symbol_at((pa + off) & t.MASK64)
+    return None
