@@ -1,0 +1,368 @@
+"""VMSAv8-64 translation table walks, stage 1 and stage 2, over a read_phys(addr, size) callable.
+
+Geometry comes from the translation control register at run time (TCR_ELx.TxSZ/TGx, VTCR_EL2
+T0SZ/SL0/TG0), never from a kernel config. Descriptor formats follow the Arm ARM's "VMSAv8-64
+translation table format descriptors". Every walk is bounded by the number of levels; a full-table
+traversal (mappings()) is bounded by a table budget and never revisits a table on one path.
+"""
+
+from dataclasses import dataclass, field
+
+from . import mair as mair_mod
+from .fields import bits
+
+MASK64 = (1 << 64) - 1
+GRANULE_SHIFT = {4096: 12, 16384: 14, 65536: 16}
+_TG0 = {0b00: 4096, 0b01: 65536, 0b10: 16384}
+_TG1 = {0b10: 4096, 0b11: 65536, 0b01: 16384}
+
+
+class WalkError(Exception):
+    """The walk could not start (bad geometry, address outside both ranges)."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    granule: int          # bytes: 4096, 16384 or 65536
+    ia_bits: int          # input address bits (64 - TxSZ)
+    start_level: int      # -1..3
+    oa_bits: int = 48     # output address bits the descriptors can carry
+    ds: bool = False      # FEAT_LPA2 descriptor format (OA[51:50] in bits [9:8])
+
+    @property
+    def page_shift(self) -> int:
+        return GRANULE_SHIFT[self.granule]
+
+    @property
+    def stride(self) -> int:
+        return self.page_shift - 3
+
+    def level_shift(self, level: int) -> int:
+        """Lowest input-address bit indexed at `level` (12, 21, 30, 39 for 4K levels 3..0)."""
+        return self.page_shift + self.stride * (3 - level)
+
+    def index_bits(self, level: int) -> int:
+        """Width of the table index at `level` (the start level may be narrower, or wider when concatenated)."""
+        if level == self.start_level:
+            return self.ia_bits - self.level_shift(level)
+        return self.stride
+
+    def entries(self, level: int) -> int:
+        return 1 << self.index_bits(level)
+
+    def index(self, va: int, level: int) -> int:
+        return (va >> self.level_shift(level)) & (self.entries(level) - 1)
+
+    def block_allowed(self, level: int) -> bool:
+        """Levels whose descriptors may be blocks (4K: 1, 2 (and 0 with LPA2); 16K: 2 (1 with LPA2);
+        64K: 2 (1 with 52-bit PA))."""
+        if self.granule == 4096:
+            return level in (1, 2) or (level == 0 and self.ds)
+        if self.granule == 16384:
+            return level == 2 or (level == 1 and self.ds)
+        return level == 2 or (level == 1 and self.oa_bits == 52)
+
+
+def table_base(ttbr: int, geo: Geometry) -> int:
+    """The start-level table's PA from a TTBRn_ELx/VTTBR_EL2 value: BADDR, without ASID/VMID (bits
+    [63:48]) and CnP (bit 0), aligned to the table's size (at least 64 bytes)."""
+    size = max(64, geo.entries(geo.start_level) * 8)
+    return ttbr & ((1 << 48) - 1) & ~(size - 1)
+
+
+def start_level_for(granule: int, ia_bits: int) -> int:
+    """Stage 1: the start level implied by the input size (4 - number of levels needed)."""
+    shift = GRANULE_SHIFT[granule]
+    stride = shift - 3
+    levels = -(-(ia_bits - shift) // stride)  # ceil
+    return 4 - levels
+
+
+def stage1_geometry(tcr: int, upper: bool, el2_regime: bool = False) -> Geometry:
+    """Geometry of the TTBR1 (upper) or TTBR0 half of a stage 1 regime from TCR_EL1 (or TCR_EL2)."""
+    if upper and not el2_regime:
+        tsz, tg = bits(tcr, 21, 16), _TG1.get(bits(tcr, 31, 30))
+    else:
+        tsz, tg = bits(tcr, 5, 0), _TG0.get(bits(tcr, 15, 14))
+    if tg is None:
+        raise WalkError(f"reserved granule encoding in TCR ({tcr:#x})")
+    ia_bits = 64 - tsz
+    if not 16 <= ia_bits <= 52:
+        raise WalkError(f"TxSZ={tsz} gives a {ia_bits}-bit input range, outside what the architecture allows")
+    ds = bool(bits(tcr, 59, 59)) if not el2_regime else bool(bits(tcr, 32, 32))
+    ps = bits(tcr, 18, 16) if el2_regime else bits(tcr, 34, 32)
+    oa = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52}.get(ps, 48)
+    return Geometry(tg, ia_bits, start_level_for(tg, ia_bits), oa, ds)
+
+
+def stage2_geometry(vtcr: int) -> Geometry:
+    """Geometry of stage 2 from VTCR_EL2: T0SZ, TG0, and SL0 (which names the start level)."""
+    tg = _TG0.get(bits(vtcr, 15, 14))
+    if tg is None:
+        raise WalkError(f"reserved VTCR_EL2.TG0 ({vtcr:#x})")
+    sl0 = bits(vtcr, 7, 6)
+    start = {4096: {0: 2, 1: 1, 2: 0, 3: 3}, 16384: {0: 3, 1: 2, 2: 1, 3: 0},
+             65536: {0: 3, 1: 2, 2: 1}}[tg].get(sl0)
+    if start is None:
+        raise WalkError(f"reserved VTCR_EL2.SL0={sl0} for a {tg // 1024}K granule")
+    ia_bits = 64 - bits(vtcr, 5, 0)
+    ps = bits(vtcr, 18, 16)
+    oa = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52}.get(ps, 48)
+    geo = Geometry(tg, ia_bits, start, oa, bool(bits(vtcr, 32, 32)))
+    # up to 16 concatenated tables at the start level: never more than stride + 4 index bits
+    if not 0 < geo.index_bits(start) <= geo.stride + 4:
+        raise WalkError(f"VTCR_EL2 T0SZ={64 - ia_bits} and SL0={sl0} are inconsistent "
+                        f"({geo.index_bits(start)} index bits at level {start})")
+    return geo
+
+
+@dataclass
+class Descriptor:
+    level: int
+    raw: int
+    kind: str            # invalid | table | block | page | reserved
+    output: int | None   # next table address or output address
+    attrs: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.kind in ("invalid", "reserved"):
+            return f"{self.kind} ({self.raw:#018x})"
+        a = ", ".join(f"{k}={v}" for k, v in self.attrs.items())
+        return f"{self.kind} -> {self.output:#x}" + (f" [{a}]" if a else "")
+
+
+def _output_address(desc: int, geo: Geometry, low_bit: int) -> int:
+    oa = desc & ((1 << 48) - 1) & ~((1 << low_bit) - 1)
+    if geo.ds:
+        oa |= bits(desc, 9, 8) << 50
+    elif geo.granule == 65536 and geo.oa_bits == 52:
+        oa |= bits(desc, 15, 12) << 48
+    return oa
+
+
+_AP = {0: "EL1 RW, EL0 none", 1: "EL1 RW, EL0 RW", 2: "EL1 RO, EL0 none", 3: "EL1 RO, EL0 RO"}
+_S2AP = {0: "none", 1: "RO", 2: "WO", 3: "RW"}
+_SH = {0: "NSH", 1: "reserved", 2: "OSH", 3: "ISH"}
+
+
+def decode_descriptor(raw: int, level: int, geo: Geometry, stage: int = 1, mair: int | None = None) -> Descriptor:
+    """One descriptor at `level`: kind, output address, and its attributes."""
+    if not raw & 1:
+        return Descriptor(level, raw, "invalid", None)
+    is_table_bit = bool(raw & 2)
+    if level == 3:
+        if not is_table_bit:
+            return Descriptor(level, raw, "reserved", None)
+        kind = "page"
+    elif is_table_bit:
+        out = _output_address(raw, geo, geo.page_shift)
+        attrs = {}
+        if stage == 1:
+            attrs = {k: v for k, v in (("NSTable", bits(raw, 63, 63)), ("APTable", bits(raw, 62, 61)),
+                                      ("UXNTable", bits(raw, 60, 60)), ("PXNTable", bits(raw, 59, 59))) if v}
+        return Descriptor(level, raw, "table", out, attrs)
+    else:
+        if not geo.block_allowed(level):
+            return Descriptor(level, raw, "reserved", None)
+        kind = "block"
+    out = _output_address(raw, geo, geo.level_shift(level))
+    return Descriptor(level, raw, kind, out, leaf_attributes(raw, geo, stage, mair))
+
+
+def leaf_attributes(raw: int, geo: Geometry, stage: int, mair: int | None) -> dict:
+    """Attributes of a block or page descriptor, named as the Arm ARM names them."""
+    a = {"AF": bits(raw, 10, 10), "Contiguous": bits(raw, 52, 52)}
+    if not geo.ds:
+        a["SH"] = _SH[bits(raw, 9, 8)]
+    if stage == 1:
+        idx = bits(raw, 4, 2)
+        a.update({"AttrIndx": idx, "AP": _AP[bits(raw, 7, 6)], "nG": bits(raw, 11, 11), "NS": bits(raw, 5, 5),
+                  "PXN": bits(raw, 53, 53), "UXN": bits(raw, 54, 54), "DBM": bits(raw, 51, 51)})
+        if mair is not None:
+            a["MemType"] = mair_mod.attr_name(mair_mod.attribute(mair, idx))
+    else:
+        a.update({"MemAttr": bits(raw, 5, 2), "S2AP": _S2AP[bits(raw, 7, 6)], "XN": bits(raw, 54, 53)})
+    return a
+
+
+@dataclass
+class Step:
+    level: int
+    table: int      # PA of the table read at this level
+    index: int
+    entry_pa: int   # PA of the descriptor
+    desc: Descriptor
+
+    def to_dict(self):
+        return {"level": self.level, "table": self.table, "index": self.index, "entry_pa": self.entry_pa,
+                "descriptor": self.desc.raw, "kind": self.desc.kind, "output": self.desc.output,
+                "attributes": self.desc.attrs, "text": self.desc.describe()}
+
+
+@dataclass
+class Walk:
+    va: int
+    geometry: Geometry
+    steps: list = field(default_factory=list)
+    pa: int | None = None
+    leaf: Descriptor | None = None
+    fault: str | None = None
+    fault_level: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.pa is not None
+
+    @property
+    def mapping_size(self) -> int | None:
+        if self.leaf is None:
+            return None
+        return 1 << self.geometry.level_shift(self.leaf.level)
+
+    def to_dict(self):
+        return {"va": self.va, "pa": self.pa, "fault": self.fault, "fault_level": self.fault_level,
+                "granule": self.geometry.granule, "ia_bits": self.geometry.ia_bits,
+                "start_level": self.geometry.start_level, "mapping_size": self.mapping_size,
+                "leaf": self.leaf.attrs if self.leaf else None, "steps": [s.to_dict() for s in self.steps]}
+
+
+class TableReader:
+    """Reads whole translation tables through read_phys and keeps them: one read per table, not per
+    descriptor (a gdbstub round trip is the expensive part). Make a new one whenever the target runs."""
+
+    def __init__(self, read_phys, granule: int):
+        self.read_phys, self.granule = read_phys, granule
+        self.tables: dict[tuple[int, int], bytes] = {}
+        self.reads = 0
+
+    def entry(self, table: int, index: int, entries: int) -> int:
+        size = entries * 8
+        key = (table, size)
+        if key not in self.tables:
+            self.tables[key] = bytes(self.read_phys(table, size))
+            self.reads += 1
+        data = self.tables[key]
+        return int.from_bytes(data[index * 8:index * 8 + 8], "little")
+
+
+def walk(va: int, base: int, geo: Geometry, reader: TableReader, stage: int = 1, mair: int | None = None) -> Walk:
+    """Translate `va` (already stripped to its in-range bits) from the table at `base`."""
+    result = Walk(va, geo)
+    table = table_base(base, geo)
+    for level in range(geo.start_level, 4):
+        idx = geo.index(va, level)
+        try:
+            raw = reader.entry(table, idx, geo.entries(level))
+        except Exception as e:  # noqa: BLE001  any read failure is a walk fault at this level
+            result.fault, result.fault_level = f"cannot read the level {level} table at PA {table:#x}: {e}", level
+            return result
+        desc = decode_descriptor(raw, level, geo, stage, mair)
+        result.steps.append(Step(level, table, idx, table + 8 * idx, desc))
+        if desc.kind == "invalid":
+            result.fault = f"translation fault at level {level}: descriptor {raw:#018x} is invalid (bit 0 clear)"
+            result.fault_level = level
+            return result
+        if desc.kind == "reserved":
+            what = "a level 3 descriptor with bit 1 clear" if level == 3 else f"a block not allowed at level {level}"
+            result.fault = f"translation fault at level {level}: descriptor {raw:#018x} is {what}"
+            result.fault_level = level
+            return result
+        if desc.kind == "table":
+            table = desc.output
+            continue
+        offset_mask = (1 << geo.level_shift(level)) - 1
+        result.pa, result.leaf = desc.output | (va & offset_mask), desc
+        return result
+    result.fault, result.fault_level = "walk ran past level 3", 3  # unreachable with a valid geometry
+    return result
+
+
+@dataclass
+class Mapping:
+    va: int
+    size: int
+    pa: int
+    level: int
+    attrs: dict
+
+    def end(self) -> int:
+        return self.va + self.size
+
+    def to_dict(self):
+        return {"va": self.va, "end": self.end(), "size": self.size, "pa": self.pa, "level": self.level,
+                "attributes": self.attrs}
+
+
+def _same_kind(a: dict, b: dict) -> bool:
+    ignore = ("Contiguous",)
+    return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
+
+
+def mappings(base: int, geo: Geometry, reader: TableReader, va_base: int = 0, stage: int = 1,
+             mair: int | None = None, max_tables: int = 20000) -> tuple[list[Mapping], list[str]]:
+    """Every valid leaf under the table at `base`, coalesced into ranges of equal attributes and
+    contiguous output. Returns (mappings, problems); a table seen twice on one path or a budget
+    overrun is reported as a problem, never looped on."""
+    out: list[Mapping] = []
+    problems: list[str] = []
+    budget = [max_tables]
+
+    def visit(table: int, level: int, va_prefix: int, path: frozenset):
+        if table in path:
+            problems.append(f"table at PA {table:#x} refers back to itself (level {level}): skipped")
+            return
+        if budget[0] <= 0:
+            if not problems or not problems[-1].startswith("stopped"):
+                problems.append(f"stopped after {max_tables} tables")
+            return
+        budget[0] -= 1
+        n = geo.entries(level)
+        shift = geo.level_shift(level)
+        for idx in range(n):
+            try:
+                raw = reader.entry(table, idx, n)
+            except Exception as e:  # noqa: BLE001
+                problems.append(f"cannot read the level {level} table at PA {table:#x}: {e}")
+                return
+            if not raw & 1:
+                continue
+            desc = decode_descriptor(raw, level, geo, stage, mair)
+            va = va_prefix | (idx << shift)
+            if desc.kind == "table" and level < 3:
+                visit(desc.output, level + 1, va, path | {table})
+            elif desc.kind in ("block", "page"):
+                _append(out, Mapping(va, 1 << shift, desc.output, level, desc.attrs))
+
+    visit(table_base(base, geo), geo.start_level, va_base, frozenset())
+    return out, problems
+
+
+def _append(out: list, m: Mapping) -> None:
+    if out:
+        last = out[-1]
+        if last.end() == m.va and last.pa + last.size == m.pa and _same_kind(last.attrs, m.attrs):
+            last.size += m.size
+            last.level = min(last.level, m.level)
+            return
+    out.append(m)
+
+
+def select_ttbr(va: int, tcr: int) -> tuple[bool, int]:
+    """EL1&0 regime: (upper?, va bits inside the range) for `va`; WalkError if in neither range.
+
+    VA[55] picks TTBR1 (1) or TTBR0 (0); the bits above the range must all equal it, except the top
+    byte when TCR_EL1.TBIx ignores it.
+    """
+    upper = bool(bits(va, 55, 55))
+    geo = stage1_geometry(tcr, upper)
+    tbi = bits(tcr, 38, 38) if upper else bits(tcr, 37, 37)
+    top = 56 if tbi else 64
+    high = bits(va, top - 1, geo.ia_bits) if top > geo.ia_bits else 0
+    want = (1 << (top - geo.ia_bits)) - 1 if upper else 0
+    if high != want:
+        half = "TTBR1 (upper)" if upper else "TTBR0 (lower)"
+        raise WalkError(f"{va:#x} is outside the {half} range: TCR gives {geo.ia_bits}-bit addresses, "
+                        f"so bits [{top - 1}:{geo.ia_bits}] must all be {int(upper)}")
+    if bits(tcr, 23, 23) if upper else bits(tcr, 7, 7):
+        raise WalkError(f"walks through {'TTBR1' if upper else 'TTBR0'} are disabled (TCR_EL1.EPD{int(upper)} = 1)")
+    return upper, va & ((1 << geo.ia_bits) - 1)
