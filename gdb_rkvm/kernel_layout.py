@@ -30,7 +30,7 @@ class KernelLayout:
 
     @property
     def config_va_bits(self) -> int:
-        return 64 - (_neg(self.page_offset).bit_length() - 1)
+        return _neg(self.page_offset).bit_length() - 1
 
     @property
     def va_bits_min(self) -> int:

@@ -147,6 +147,25 @@ def physical_memory():
         _phys_mode_packet(False)
 
 
+@contextlib.contextmanager
+def physical_reader():
+    """Yield read(addr, size) -> bytes over physical memory, with PhyMemMode switched on once for the
+    whole block (a walk reads many tables; switching per read would triple the round trips)."""
+    inferior = gdb.selected_inferior()
+
+    def read(addr: int, size: int) -> bytes:
+        key = ("phys", addr, size)
+        if key not in STATE.stop_cache:
+            try:
+                STATE.stop_cache[key] = bytes(inferior.read_memory(addr, size))
+            except gdb.MemoryError:
+                raise RkvmError(f"cannot read {size} bytes at PA {addr:#x} (no RAM or device there)") from None
+        return STATE.stop_cache[key]
+
+    with physical_memory():
+        yield read
+
+
 def read_physical(addr: int, size: int) -> bytes:
     """Bytes at a physical address."""
     key = ("phys", addr, size)

@@ -1,0 +1,89 @@
+from ..target import gdb_target as t
+from ..target.address_map import el1_map
+from .base import STOPPED, RkvmCommand, only_when
+from .walk import _size
+
+
+def perms(a: dict) -> str:
+    """'r-x'-style permissions at EL1 (kernel) and EL0 (user) from AP/PXN/UXN."""
+    ap = a.get("AP", "")
+    el1_w = "EL1 RW" in ap
+    el0_r = "EL0 RW" in ap or "EL0 RO" in ap
+    el0_w = "EL0 RW" in ap
+    k = "r" + ("w" if el1_w else "-") + ("-" if a.get("PXN") else "x")
+    u = ("r" if el0_r else "-") + ("w" if el0_w else "-") + ("-" if a.get("UXN") or not el0_r else "x")
+    return f"{k} {u}"
+
+
+@only_when(STOPPED)
+class RkvmVmmap(RkvmCommand):
+    """Every mapped range of the EL1&0 regime, coalesced, with permissions and memory type.
+
+Usage: rkvm vmmap [--ttbr0|--ttbr1] [--cpu N] [--json]
+Default --ttbr1 (the kernel's half). Permissions are EL1 then EL0 (rwx), from AP, PXN and UXN.
+Example:
+  (gdb) rkvm vmmap
+  VA start            VA end              size     PA           EL1 EL0  type
+  0xffff000000000000  0xffff000000200000  2 MiB    0x40000000   rw- ---  Normal Write-Back ..."""
+
+    name = "vmmap"
+
+    def add_arguments(self, p):
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--ttbr0", action="store_const", dest="half", const="ttbr0")
+        g.add_argument("--ttbr1", action="store_const", dest="half", const="ttbr1")
+        self.add_cpu_argument(p)
+
+    def run(self, args):
+        cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
+        m = el1_map(args.half or "ttbr1", cpu)
+        return {**{k: v for k, v in m.items() if k != "mappings"}, "cpu": cpu,
+                "mappings": [{**x.to_dict(), "perms": perms(x.attrs)} for x in m["mappings"]]}
+
+    def format(self, r, args):
+        lines = [f"{'VA start':<18}  {'VA end':<18}  {'size':<8} {'PA':<12} EL1 EL0  type"]
+        for m in r["mappings"]:
+            lines.append(f"{m['va']:#018x}  {m['end']:#018x}  {_size(m['size']):<8} {m['pa']:<#12x} "
+                         f"{m['perms']}  {m['attributes'].get('MemType', '')}")
+        lines.append(f"{len(r['mappings'])} ranges from {r['tables_total']} tables")
+        lines += [f"problem: {p}" for p in r["problems"]]
+        return "\n".join(lines)
+
+
+@only_when(STOPPED)
+class RkvmP2v(RkvmCommand):
+    """The virtual addresses that map a physical address (searches TTBR1_EL1 and TTBR0_EL1).
+
+Usage: rkvm p2v PA [--cpu N] [--json]
+Example:
+  (gdb) rkvm p2v 0x40a60000
+  0xffff000000a60000  linear map  rw- ---  Normal Write-Back ..."""
+
+    name = "p2v"
+
+    def add_arguments(self, p):
+        p.add_argument("pa")
+        self.add_cpu_argument(p)
+
+    def run(self, args):
+        from ..target.translation import address_of
+        cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
+        pa = address_of(args.pa)
+        hits = []
+        for half in ("ttbr1", "ttbr0"):
+            try:
+                m = el1_map(half, cpu)
+            except Exception:  # noqa: BLE001  a disabled half has nothing to find
+                continue
+            for x in m["mappings"]:
+                if x.pa <= pa < x.pa + x.size:
+                    va = x.va + (pa - x.pa)
+                    hits.append({"va": va, "half": half, "symbol": t.symbol_at(va), "perms": perms(x.attrs),
+                                 "memtype": x.attrs.get("MemType", "")})
+        return {"pa": pa, "vas": hits}
+
+    def format(self, r, args):
+        if not r["vas"]:
+            return f"PA {r['pa']:#x} is not mapped in this CPU's EL1&0 tables"
+        return "\n".join(f"{h['va']:#018x}  {h['half']}  {h['perms']}  {h['memtype']}"
+                         + (f"  <{h['symbol']}>" if h["symbol"] else "") for h in r["vas"])
