@@ -21,8 +21,9 @@ def v2p_report(va: int, cpu: int) -> dict:
         verdict = "agree: virt_to_phys() is valid for this address"
         agree = True
     else:
-        kind = {"modules": "a module address", "vmalloc": "a vmalloc address", "kernel image": "a kernel image"
-                " address", "fixmap": "a fixmap address", "vmemmap": "a vmemmap address"}.get(region, f"a {region} address")
+        kinds = {"modules": "a module address", "vmalloc": "a vmalloc address",
+                 "kernel image": "a kernel image address", "fixmap": "a fixmap address"}
+        kind = kinds.get(region, f"a {region} address")
         verdict = (f"virt_to_phys() is not valid here: this is {kind} (only the linear map, and the kernel image "
                    f"through __pa_symbol(), translate by formula); the real PA is {real:#x}")
         agree = False

@@ -52,7 +52,8 @@ def format_walk(r: dict, explain: bool = False) -> str:
         lines.append(f"unmapped: {r['fault']}")
     else:
         size = r["mapping_size"]
-        lines.append(f"PA {r['pa']:#x}  (in a {_size(size)} {'block' if r['steps'][-1]['kind'] == 'block' else 'page'})")
+        kind = "block" if r["steps"][-1]["kind"] == "block" else "page"
+        lines.append(f"PA {r['pa']:#x}  (in a {_size(size)} {kind})")
     return "\n".join(lines)
 
 
