@@ -71,7 +71,7 @@ class GdbMi:
             # an error after ^running still comes back as ^error with the command's token
             result = late[-1] if late else records[-1]
         out = "".join(r["payload"] for r in records
-                      if r.get("type") in ("console", "output") and isinstance(r.get("payload"), str))
+                      if r.get("type") in ("console", "output", "target") and isinstance(r.get("payload"), str))
         error = result["payload"].get("msg") if result.get("message") == "error" else None
         return MiResult(command, out, error, records)
 
