@@ -6,7 +6,9 @@ translation table format descriptors". Every walk is bounded by the number of le
 traversal (mappings()) is bounded by a table budget and never revisits a table on one path.
 """
 
+import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from . import mair as mair_mod
 from .fields import bits
@@ -169,8 +171,22 @@ def decode_descriptor(raw: int, level: int, geo: Geometry, stage: int = 1, mair:
     return Descriptor(level, raw, kind, out, leaf_attributes(raw, geo, stage, mair))
 
 
+# Descriptor bits that are attributes, not output address: [11:2] and [63:50] ([51:50] are OA under LPA2,
+# harmless to include in a cache key).
+ATTRIBUTE_BITS = (((1 << 14) - 1) << 50) | 0xFFC
+
+
 def leaf_attributes(raw: int, geo: Geometry, stage: int, mair: int | None) -> dict:
-    """Attributes of a block or page descriptor, named as the Arm ARM names them."""
+    """Attributes of a block or page descriptor, named as the Arm ARM names them (a fresh dict)."""
+    return dict(_leaf_attributes(raw & ATTRIBUTE_BITS, geo, stage, mair))
+
+
+@lru_cache(maxsize=4096)
+def _leaf_attributes(raw: int, geo: Geometry, stage: int, mair: int | None) -> tuple:
+    return tuple(_compute_leaf_attributes(raw, geo, stage, mair).items())
+
+
+def _compute_leaf_attributes(raw: int, geo: Geometry, stage: int, mair: int | None) -> dict:
     a = {"AF": bits(raw, 10, 10), "Contiguous": bits(raw, 52, 52)}
     if not geo.ds:
         a["SH"] = _SH[bits(raw, 9, 8)]
@@ -235,14 +251,18 @@ class TableReader:
         self.tables: dict[tuple[int, int], bytes] = {}
         self.reads = 0
 
-    def entry(self, table: int, index: int, entries: int) -> int:
-        size = entries * 8
-        key = (table, size)
-        if key not in self.tables:
-            self.tables[key] = bytes(self.read_phys(table, size))
+    def table(self, table: int, entries: int) -> tuple:
+        """All descriptors of the table at `table`, as integers."""
+        key = (table, entries * 8)
+        found = self.tables.get(key)
+        if found is None:
+            data = bytes(self.read_phys(table, entries * 8))
             self.reads += 1
-        data = self.tables[key]
-        return int.from_bytes(data[index * 8:index * 8 + 8], "little")
+            found = self.tables[key] = struct.unpack(f"<{entries}Q", data)
+        return found
+
+    def entry(self, table: int, index: int, entries: int) -> int:
+        return self.table(table, entries)[index]
 
 
 def walk(va: int, base: int, geo: Geometry, reader: TableReader, stage: int = 1, mair: int | None = None) -> Walk:
@@ -277,6 +297,9 @@ def walk(va: int, base: int, geo: Geometry, reader: TableReader, stage: int = 1,
     return result
 
 
+CONTIGUOUS_BIT = 1 << 52
+
+
 @dataclass
 class Mapping:
     va: int
@@ -284,6 +307,7 @@ class Mapping:
     pa: int
     level: int
     attrs: dict
+    key: int = 0     # attribute bits (without Contiguous): equal keys can be coalesced
 
     def end(self) -> int:
         return self.va + self.size
@@ -291,11 +315,6 @@ class Mapping:
     def to_dict(self):
         return {"va": self.va, "end": self.end(), "size": self.size, "pa": self.pa, "level": self.level,
                 "attributes": self.attrs}
-
-
-def _same_kind(a: dict, b: dict) -> bool:
-    ignore = ("Contiguous",)
-    return {k: v for k, v in a.items() if k not in ignore} == {k: v for k, v in b.items() if k not in ignore}
 
 
 def mappings(base: int, geo: Geometry, reader: TableReader, va_base: int = 0, stage: int = 1,
@@ -318,33 +337,37 @@ def mappings(base: int, geo: Geometry, reader: TableReader, va_base: int = 0, st
         budget[0] -= 1
         n = geo.entries(level)
         shift = geo.level_shift(level)
-        for idx in range(n):
-            try:
-                raw = reader.entry(table, idx, n)
-            except Exception as e:  # noqa: BLE001
-                problems.append(f"cannot read the level {level} table at PA {table:#x}: {e}")
-                return
-            if not raw & 1:
+        try:
+            entries = reader.table(table, n)
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"cannot read the level {level} table at PA {table:#x}: {e}")
+            return
+        size = 1 << shift
+        blocks_ok = level == 3 or geo.block_allowed(level)
+        prev_idx, prev_raw = -2, 0
+        for idx, raw in [(i, r) for i, r in enumerate(entries) if r & 1]:
+            if blocks_ok and idx == prev_idx + 1 and raw == prev_raw + size and raw & 2 == (level == 3) * 2:
+                # next leaf, same attributes, next output block: only the run grows
+                out[-1].size += size
+                prev_idx, prev_raw = idx, raw
                 continue
-            desc = decode_descriptor(raw, level, geo, stage, mair)
+            prev_idx, prev_raw = idx, raw
             va = va_prefix | (idx << shift)
-            if desc.kind == "table" and level < 3:
-                visit(desc.output, level + 1, va, path | {table})
-            elif desc.kind in ("block", "page"):
-                _append(out, Mapping(va, 1 << shift, desc.output, level, desc.attrs))
+            if raw & 2 and level < 3:
+                visit(_output_address(raw, geo, geo.page_shift), level + 1, va, path | {table})
+                continue
+            if not blocks_ok or (level == 3 and not raw & 2):
+                continue  # reserved encodings map nothing
+            pa = _output_address(raw, geo, shift)
+            key = raw & ATTRIBUTE_BITS & ~CONTIGUOUS_BIT
+            last = out[-1] if out else None
+            if last is not None and last.va + last.size == va and last.pa + last.size == pa and last.key == key:
+                last.size += size  # the common case in a full map: extend the run, decode nothing
+                continue
+            out.append(Mapping(va, size, pa, level, leaf_attributes(raw, geo, stage, mair), key))
 
     visit(table_base(base, geo), geo.start_level, va_base, frozenset())
     return out, problems
-
-
-def _append(out: list, m: Mapping) -> None:
-    if out:
-        last = out[-1]
-        if last.end() == m.va and last.pa + last.size == m.pa and _same_kind(last.attrs, m.attrs):
-            last.size += m.size
-            last.level = min(last.level, m.level)
-            return
-    out.append(m)
 
 
 def select_ttbr(va: int, tcr: int) -> tuple[bool, int]:

@@ -225,3 +225,26 @@ def test_kernel_layout_52bit_config_on_48bit_hardware():
     lay = KernelLayout(0xFFF0_0000_0000_0000, 0, 0, 0, 0, 48)
     assert lay.config_va_bits == 52 and lay.va_bits_min == 48
     assert lay.page_end == 0xFFFF_8000_0000_0000
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(GEOMETRIES[:6]), st.lists(st.tuples(st.integers(0, 63), st.integers(0, 3), st.booleans()),
+                                                 min_size=1, max_size=24))
+def test_property_full_map_equals_page_by_page_walks(geo, pages):
+    """mappings() coalesces, but must describe exactly what walking each page gives."""
+    b = TableBuilder(geo)
+    g = geo.granule
+    for slot, pa_slot, ro in pages:
+        b.map(slot * g, 0x4000_0000 + (slot + pa_slot) * g, attrs=AF | (3 << 8) | ((2 << 6) if ro else 0))
+    reader = TableReader(b.mem.read, g)
+    maps, problems = pt.mappings(b.root, geo, reader)
+    assert problems == []
+    covered = {}
+    for m in maps:
+        for off in range(0, m.size, g):
+            covered[m.va + off] = (m.pa + off, m.attrs["AP"])
+    expected = {}
+    for slot in {p[0] for p in pages}:
+        w = walk(b, slot * g)
+        expected[slot * g] = (w.pa, w.leaf.attrs["AP"])
+    assert covered == expected
