@@ -21,7 +21,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["RKVM_SESSION_DIR"] = tmp
         out = Path(tmp) / "result.json"
-        sess = session.start("lab", directory=Path(tmp))
+        session.start("lab", directory=Path(tmp))
         try:
             subprocess.run(["gdb-multiarch", "-nx", "-q", "-batch", "-x", str(REPO / "rkvm.py"),
                             "-ex", "rkvm run-to installed-all", "-x", str(REPO / "benchmarks/pagewalk_gdb.py")],
