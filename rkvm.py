@@ -10,6 +10,15 @@ except NameError:  # very old GDBs do not set __file__ for sourced scripts
 if _here not in sys.path:
     sys.path.insert(0, _here)
 
-from gdb_rkvm import gdb_boot
+# GDB embeds Debian's Python; capstone and pyelftools were installed (make setup) for the project's
+# Python, whose site-packages directory setup recorded here. Appended, so Debian's own modules win.
+_site = os.path.join(os.environ.get("RKVM_BUILD", os.path.join(_here, "build")), "python-site")
+if os.path.isfile(_site):
+    with open(_site) as _f:
+        _path = _f.read().strip()
+    if _path and _path not in sys.path:
+        sys.path.append(_path)
+
+from gdb_rkvm import gdb_boot  # noqa: E402
 
 gdb_boot.main()

@@ -3,7 +3,6 @@
 Everything here runs inside GDB. Problems are reported as one line and GDB stays usable.
 """
 
-import sys
 from pathlib import Path
 
 import gdb
@@ -11,8 +10,7 @@ import gdb
 from . import session as session_mod
 from .commands import register_all
 from .errors import RkvmError
-from .paths import build_dir
-from .target import module_symbols
+from .target import el2_symbols, module_symbols
 from .target.gdb_state import STATE
 
 
@@ -22,15 +20,6 @@ def _say(text: str) -> None:
 
 def _quiet(cmd: str) -> str:
     return gdb.execute(cmd, to_string=True)
-
-
-def add_python_site() -> None:
-    """GDB embeds Debian's Python; capstone and friends were installed for the project's Python."""
-    site = build_dir() / "python-site"
-    if site.is_file():
-        path = site.read_text().strip()
-        if path and path not in sys.path:
-            sys.path.append(path)
 
 
 def load_symbols(sess) -> None:
@@ -56,7 +45,6 @@ def connect(sess) -> None:
 
 
 def main() -> None:
-    add_python_site()
     for setting in ("pagination off", "confirm off", "breakpoint pending on", "print pretty on"):
         _quiet(f"set {setting}")
     register_all()
@@ -73,6 +61,7 @@ def main() -> None:
         return
     if gdb.lookup_global_symbol("start_kernel") is not None:
         module_symbols.ModuleLoadBreakpoint(list(sess.module_dirs))
+        el2_symbols.InstallHookBreakpoint()
         for line in module_symbols.load_already_loaded(list(sess.module_dirs)):
             gdb.write(line + "\n")
     _say(f"attached to {sess.profile} session (QEMU pid {sess.pid}, {sess.gdb_address}); 'help rkvm' lists commands")

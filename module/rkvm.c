@@ -72,6 +72,7 @@ struct rkvm_debug_state {
 	u64 last_event;
 	u64 last_cpu;
 	u64 last_arg;
+	u64 report_hvc;		/* set by a debugger: also report hvc-issued/hvc-returned (hot path) */
 };
 
 struct rkvm_debug_state rkvm_debug;
@@ -120,7 +121,8 @@ static noinline u64 rkvm_hvc(u64 fn, u64 arg, u64 *x1_out)
 	register u64 x1 asm("x1");
 	u64 ret, ret1;
 
-	rkvm_debug_event(RKVM_EV_HVC_ISSUED, raw_smp_processor_id(), rkvm_debug.stub_pa, fn);
+	if (READ_ONCE(rkvm_debug.report_hvc))
+		rkvm_debug_event(RKVM_EV_HVC_ISSUED, raw_smp_processor_id(), rkvm_debug.stub_pa, fn);
 	/* Set after the call: register variables only hold their register at the asm itself. */
 	x0 = fn;
 	x1 = arg;
@@ -129,7 +131,8 @@ static noinline u64 rkvm_hvc(u64 fn, u64 arg, u64 *x1_out)
 	ret1 = x1;
 	if (x1_out)
 		*x1_out = ret1;
-	rkvm_debug_event(RKVM_EV_HVC_RETURNED, raw_smp_processor_id(), rkvm_debug.stub_pa, ret);
+	if (READ_ONCE(rkvm_debug.report_hvc))
+		rkvm_debug_event(RKVM_EV_HVC_RETURNED, raw_smp_processor_id(), rkvm_debug.stub_pa, ret);
 	return ret;
 }
 
@@ -179,7 +182,7 @@ static ssize_t hvc_write(struct file *f, const char __user *ubuf, size_t len, lo
 	char buf[64], name[16];
 	unsigned long long arg = 0;
 	unsigned int i;
-	u64 x0, x1 = 0;
+	u64 x0 = 0, x1 = 0;
 	int n;
 
 	if (len >= sizeof(buf))
@@ -190,6 +193,22 @@ static ssize_t hvc_write(struct file *f, const char __user *ubuf, size_t len, lo
 	n = sscanf(buf, "%15s %lli", name, &arg);
 	if (n < 1)
 		return -EINVAL;
+	if (!strcmp(name, "burst")) {
+		/* N pings back to back from the kernel: a steady HVC load for tracing and benchmarks. */
+		unsigned long long n;
+
+		mutex_lock(&hvc_lock);
+		for (n = 0; n < arg && n < 1000000; n++) {
+			preempt_disable();
+			x0 = rkvm_hvc(RKVM_HVC_PING, n, &x1);
+			preempt_enable();
+		}
+		pr_info("rkvm: burst of %llu pings, last x0=%#llx x1=%#llx\n", n, x0, x1);
+		last_result[0] = x0;
+		last_result[1] = x1;
+		mutex_unlock(&hvc_lock);
+		return len;
+	}
 	for (i = 0; i < ARRAY_SIZE(hvc_names); i++)
 		if (!strcmp(name, hvc_names[i]))
 			break;

@@ -3,11 +3,14 @@
 
 def register_all():
     """Create the `rkvm` prefix, every subcommand and the convenience functions."""
-    from . import cpus, el, esr, functions, modules, prefix, run_to, status, sysreg, v2p, vectors, vmmap, walk
+    from . import (cpus, el, esr, functions, hvc, modules, prefix, run_to, status, step_el2, stub, sysreg,
+                   trace_el, v2p, vectors, vmmap, walk)
 
     prefix.RkvmPrefix()
+    prefix.RkvmHvcPrefix()
     for cls in (status.RkvmStatus, run_to.RkvmRunTo, modules.RkvmModules, cpus.RkvmCpus, el.RkvmEl,
                 sysreg.RkvmSysreg, esr.RkvmEsr, vectors.RkvmVectors, walk.RkvmWalk, v2p.RkvmV2p,
-                v2p.RkvmContig, vmmap.RkvmVmmap, vmmap.RkvmP2v,
+                v2p.RkvmContig, vmmap.RkvmVmmap, vmmap.RkvmP2v, stub.RkvmStub, hvc.RkvmHvcCatch,
+                hvc.RkvmHvcLast, hvc.RkvmHvcTrace, step_el2.RkvmStepEl2, trace_el.RkvmTraceEl,
                 functions.RkvmElFunction, functions.RkvmSysregFunction):
         cls()

@@ -9,3 +9,10 @@ Start a lab session first: 'rkvm up' in a shell, then 'gdb -x rkvm.py' (or just 
 
     def __init__(self):
         super().__init__("rkvm", gdb.COMMAND_USER, gdb.COMPLETE_COMMAND, prefix=True)
+
+
+class RkvmHvcPrefix(gdb.Command):
+    """HVC traps into EL2: `rkvm hvc catch` stops on them, `rkvm hvc trace` logs them."""
+
+    def __init__(self):
+        super().__init__("rkvm hvc", gdb.COMMAND_USER, gdb.COMPLETE_COMMAND, prefix=True)

@@ -7,11 +7,11 @@ import gdb
 from .. import stub_abi
 from ..errors import RkvmError
 from ..target import module_symbols
-from ..target.gdb_state import STATE
+from ..target.gdb_state import STATE, StopCheckBreakpoint
 from .base import CONNECTED, SESSION, RkvmCommand, only_when
 
 
-class _EventBreakpoint(gdb.Breakpoint):
+class _EventBreakpoint(StopCheckBreakpoint):
     """On rkvm_debug_event(event, cpu, stub_pa, arg): stops only for the wanted event and CPU."""
 
     def __init__(self, event: int, cpu: int | None, count: int):
@@ -20,7 +20,7 @@ class _EventBreakpoint(gdb.Breakpoint):
         self.event, self.cpu, self.remaining = event, cpu, count
         self.matched = None
 
-    def stop(self):
+    def check(self):
         regs = [int(gdb.parse_and_eval(f"$x{n}")) & 0xFFFFFFFFFFFFFFFF for n in range(4)]
         event, cpu = regs[0] & 0xFFFFFFFF, regs[1] & 0xFFFFFFFF
         if event != self.event or (self.cpu is not None and cpu != self.cpu):
@@ -63,6 +63,12 @@ Example:
             raise RkvmError("the target is running: interrupt it first")
         if STATE.session is not None:  # attached to a running guest: rkvm.ko may be loaded already
             module_symbols.load_already_loaded(list(STATE.session.module_dirs))
+        if args.event.startswith("hvc-"):
+            # hvc events are on rkvm.ko's hot path: it reports them only while a debugger asks
+            try:
+                gdb.execute("set var rkvm_debug.report_hvc = 1", to_string=True)
+            except gdb.error:
+                raise RkvmError("rkvm.ko is not loaded yet: hvc events need it (run-to installed-all first)") from None
         bp = _EventBreakpoint(stub_abi.EVENTS[args.event], args.cpu, max(1, args.count))
         timer = threading.Timer(args.timeout, lambda: os.kill(os.getpid(), signal.SIGINT))
         timer.daemon = True
@@ -72,6 +78,11 @@ Example:
         finally:
             timer.cancel()
             bp.delete()
+            if args.event.startswith("hvc-"):
+                try:
+                    gdb.execute("set var rkvm_debug.report_hvc = 0", to_string=True)
+                except gdb.error:
+                    pass
         if bp.matched is None:
             raise RkvmError(f"no '{args.event}' event within {args.timeout:g} s "
                             f"(is rkvm.ko loaded? the target is stopped at {_where()})")

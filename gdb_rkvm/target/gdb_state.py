@@ -20,3 +20,15 @@ class GdbState:
 
 
 STATE = GdbState()
+
+
+class StopCheckBreakpoint(gdb.Breakpoint):
+    """A breakpoint that decides in Python whether to stop. Reads made on earlier hits are stale:
+    GDB does not report a stop (so nothing clears the cache) when stop() returns False."""
+
+    def stop(self):
+        STATE.stop_cache.clear()
+        return self.check()
+
+    def check(self) -> bool:
+        raise NotImplementedError

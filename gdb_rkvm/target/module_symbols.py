@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gdb
 
-from .gdb_state import STATE
+from .gdb_state import STATE, StopCheckBreakpoint
 
 MOD_TEXT = 0  # enum mod_mem_type in include/linux/module.h (6.4+)
 # Sections that hold code or data GDB should place; .symtab/.strtab copies and notes confuse it.
@@ -58,7 +58,7 @@ def load_module(mod: gdb.Value, dirs: list[str]) -> str:
     return f"rkvm: loaded symbols of {name} at {text:#x} from {ko}"
 
 
-class ModuleLoadBreakpoint(gdb.Breakpoint):
+class ModuleLoadBreakpoint(StopCheckBreakpoint):
     """Internal breakpoint on do_init_module: loads the module's symbols, never stops."""
 
     def __init__(self, dirs: list[str]):
@@ -66,7 +66,7 @@ class ModuleLoadBreakpoint(gdb.Breakpoint):
         self.silent = True
         self.dirs = dirs
 
-    def stop(self):
+    def check(self):
         try:
             mod = gdb.parse_and_eval("mod")
             gdb.write(load_module(mod, self.dirs) + "\n")

@@ -1,0 +1,272 @@
+import os
+import signal
+import threading
+import time
+
+import gdb
+
+from ..errors import RkvmError
+from ..target import el2_traps
+from ..target import gdb_target as t
+from ..target.gdb_state import STATE, StopCheckBreakpoint
+from .base import CONNECTED, STOPPED, RkvmCommand, only_when, parse_int
+
+LOWER_A64_SYNC = 0x400
+
+
+class HvcFilter:
+    def __init__(self, imm=None, cpu=None, from_el=None):
+        self.imm, self.cpu, self.from_el = imm, cpu, from_el
+
+    def matches(self, tr: dict) -> bool:
+        if not tr["is_hvc"]:
+            return False
+        if self.imm is not None and tr["imm16"] != self.imm:
+            return False
+        if self.cpu is not None and tr["cpu"] != self.cpu:
+            return False
+        return self.from_el is None or tr["from_el"] == self.from_el
+
+    def describe(self) -> str:
+        parts = [f"imm16 == {self.imm:#x}" if self.imm is not None else "",
+                 f"CPU {self.cpu}" if self.cpu is not None else "",
+                 f"from EL{self.from_el}" if self.from_el is not None else ""]
+        return ", ".join(p for p in parts if p) or "every HVC"
+
+
+class HvcEntryBreakpoint(StopCheckBreakpoint):
+    """At VBAR_EL2 + 0x400 (PA): decides in stop() whether this entry is one the owner wants."""
+
+    def __init__(self, pa: int, owner):
+        super().__init__(f"*{pa:#x}", internal=True)
+        self.silent = True
+        self.pa, self.owner = pa, owner
+
+    def check(self):
+        try:
+            return self.owner.on_entry(self)
+        except (gdb.error, RkvmError) as e:
+            gdb.write(f"rkvm: hvc breakpoint at {self.pa:#x}: {e}\n")
+            return True
+
+
+class HvcCatch:
+    """`rkvm hvc catch`: stop at HVC entries to EL2 that match a filter; follows VBAR_EL2 at every stop."""
+
+    def __init__(self, flt: HvcFilter):
+        self.filter, self.bps, self.last = flt, {}, None
+        gdb.events.stop.connect(self._on_stop)
+
+    def arm(self) -> list[int]:
+        wanted = {v + LOWER_A64_SYNC for v in el2_traps.vbar_el2_by_cpu().values()}
+        for pa in set(self.bps) - wanted:
+            self.bps.pop(pa).delete()
+        for pa in wanted - set(self.bps):
+            self.bps[pa] = HvcEntryBreakpoint(pa, self)
+        return sorted(self.bps)
+
+    def on_entry(self, bp) -> bool:
+        tr = el2_traps.trap_at_entry()
+        if not self.filter.matches(tr):
+            return False
+        self.last = tr
+        return True
+
+    def _on_stop(self, event):
+        hit = isinstance(event, gdb.BreakpointEvent) and any(b in self.bps.values() for b in event.breakpoints)
+        if hit and self.last is not None:
+            gdb.write(el2_traps.format_trap(self.last) + "\n")
+        try:
+            self.arm()  # VBAR_EL2 may have moved while the guest ran
+        except (gdb.error, RkvmError):
+            pass
+
+    def disarm(self):
+        for bp in self.bps.values():
+            bp.delete()
+        self.bps.clear()
+        gdb.events.stop.disconnect(self._on_stop)
+
+
+def _hvc_catch() -> HvcCatch | None:
+    return STATE.__dict__.get("hvc_catch")
+
+
+@only_when(STOPPED)
+class RkvmHvcCatch(RkvmCommand):
+    """Stop when an HVC enters EL2 from a lower EL; `rkvm hvc catch off` removes it.
+
+Usage: rkvm hvc catch [--imm N] [--cpu N] [--from-el 1] [--json]
+       rkvm hvc catch off
+Puts a breakpoint on VBAR_EL2 + 0x400 (Lower EL using AArch64, Synchronous) of every CPU and checks
+ESR_EL2.EC == 0x16 (HVC64) and the filters before the stop is shown. The breakpoints follow VBAR_EL2
+each time the target stops. On a stop it prints the CPU, the caller (ELR_EL2 - 4), imm16, x0..x7 and
+the handler. `rkvm hvc last --json` gives the last caught trap.
+Example:
+  (gdb) rkvm hvc catch --imm 0x4b
+  rkvm: catching HVCs (imm16 == 0x4b) at 0x40a60400
+  (gdb) continue
+  rkvm: CPU 1: HVC #0x4b from EL1h at 0xffff800078540058 <rkvm_hvc+0x38>
+    x0=0x524b0001 (RKVM_HVC_PING) x1=0x77 ..."""
+
+    name = "hvc catch"
+
+    def add_arguments(self, p):
+        p.add_argument("off", nargs="?", choices=("off",))
+        p.add_argument("--imm", type=lambda s: parse_int(s, "immediate"))
+        self.add_cpu_argument(p)
+        p.add_argument("--from-el", type=int, choices=(0, 1))
+
+    def run(self, args):
+        old = _hvc_catch()
+        if old is not None:
+            old.disarm()
+            STATE.__dict__["hvc_catch"] = None
+        if args.off:
+            return {"armed": False, "addresses": []}
+        catch = HvcCatch(HvcFilter(args.imm, args.cpu, args.from_el))
+        addresses = catch.arm()
+        STATE.__dict__["hvc_catch"] = catch
+        return {"armed": True, "filter": catch.filter.describe(), "addresses": addresses}
+
+    def format(self, r, args):
+        if not r["armed"]:
+            return "rkvm: hvc catch off"
+        where = ", ".join(f"{a:#x}" for a in r["addresses"]) or "nowhere yet (VBAR_EL2 not set: re-armed at each stop)"
+        return f"rkvm: catching HVCs ({r['filter']}) at {where}"
+
+
+@only_when(CONNECTED)
+class RkvmHvcLast(RkvmCommand):
+    """The last HVC that `rkvm hvc catch` stopped on.
+
+Usage: rkvm hvc last [--json]"""
+
+    name = "hvc last"
+
+    def run(self, args):
+        catch = _hvc_catch()
+        if catch is None or catch.last is None:
+            raise RkvmError("no HVC caught yet (arm one with 'rkvm hvc catch')")
+        return catch.last
+
+    def format(self, tr, args):
+        return el2_traps.format_trap(tr)
+
+
+class HvcTracer:
+    """`rkvm hvc trace`: log entries and returns without stopping, until a count or a time is reached."""
+
+    def __init__(self, flt: HvcFilter, count: int | None, live: bool = True):
+        self.filter, self.count, self.live = flt, count, live
+        self.entries, self.pending, self.log = 0, {}, []
+        self.bps = []
+        self.done = False
+
+    def arm(self):
+        vbars = set(el2_traps.vbar_el2_by_cpu().values())
+        if not vbars:
+            raise RkvmError("VBAR_EL2 is not set on any CPU yet: boot further first")
+        for v in vbars:
+            self.bps.append(HvcEntryBreakpoint(v + LOWER_A64_SYNC, self))
+            for pa in el2_traps.eret_addresses(v):
+                self.bps.append(HvcEntryBreakpoint(pa, self))
+        self.entry_pas = {v + LOWER_A64_SYNC for v in vbars}
+
+    def on_entry(self, bp) -> bool:
+        cpu = el2_traps.current_cpu()
+        if bp.pa in self.entry_pas:
+            tr = el2_traps.trap_at_entry(cpu)
+            if self.done or not self.filter.matches(tr):
+                return False
+            self.entries += 1
+            self.pending[cpu] = tr
+            return False
+        tr = self.pending.pop(cpu, None)
+        if tr is None:
+            return False
+        ret = t.read_register("x0", cpu)
+        rec = {"n": len(self.log) + 1, "cpu": cpu, "caller": tr["caller"], "caller_symbol": tr["caller_symbol"],
+               "imm16": tr["imm16"], "x0": tr["registers"]["x0"], "x1": tr["registers"]["x1"], "ret": ret,
+               "function": tr["function"]}
+        self.log.append(rec)
+        if self.live:
+            gdb.write(format_trace_line(rec) + "\n")
+        if self.count is not None and len(self.log) >= self.count:
+            self.done = True
+            return True
+        return False
+
+    def disarm(self):
+        for bp in self.bps:
+            if bp.is_valid():
+                bp.delete()
+        self.bps = []
+
+
+def format_trace_line(r: dict) -> str:
+    sym = f" <{r['caller_symbol']}>" if r["caller_symbol"] else ""
+    fn = f" {r['function']}" if r["function"] else ""
+    return (f"#{r['n']:<4} CPU {r['cpu']}  HVC #{r['imm16']:#x} at {r['caller']:#x}{sym}  "
+            f"x0={r['x0']:#x}{fn} x1={r['x1']:#x} -> x0={r['ret']:#x}")
+
+
+def summarize(log: list[dict]) -> list[dict]:
+    rows = {}
+    for r in log:
+        key = (r["cpu"], r["imm16"], r["function"] or f"{r['x0']:#x}")
+        rows[key] = rows.get(key, 0) + 1
+    return [{"cpu": c, "imm16": i, "function": f, "count": n} for (c, i, f), n in sorted(rows.items())]
+
+
+@only_when(STOPPED)
+class RkvmHvcTrace(RkvmCommand):
+    """Log every HVC into EL2 and the x0 it returns, without stopping; a summary at the end.
+
+Usage: rkvm hvc trace [--count N] [--seconds S] [--imm N] [--cpu N] [--json]
+Runs the guest until N traps were logged or S seconds passed (default: 20 traps, 30 s); Ctrl-C
+ends it cleanly with the summary. Entries are caught at VBAR_EL2 + 0x400, returns at the EL2
+code's ERET instructions.
+Example:
+  (gdb) rkvm hvc trace --count 2
+  #1    CPU 0  HVC #0x4b at 0xffff800078540058 <rkvm_hvc+0x38>  x0=0x524b0001 RKVM_HVC_PING x1=0x0 -> x0=0x524b564d
+  #2    CPU 0  HVC #0x4b at 0xffff800078540058 <rkvm_hvc+0x38>  x0=0x524b0001 RKVM_HVC_PING x1=0x1 -> x0=0x524b564c
+  CPU  imm16  function        count
+  0    0x4b   RKVM_HVC_PING   2
+  total 2 traps in 0.4 s"""
+
+    name = "hvc trace"
+
+    def add_arguments(self, p):
+        p.add_argument("--count", type=int, default=None)
+        p.add_argument("--seconds", type=float, default=None)
+        p.add_argument("--imm", type=lambda s: parse_int(s, "immediate"))
+        self.add_cpu_argument(p)
+
+    def run(self, args):
+        count = args.count if args.count is not None else (None if args.seconds else 20)
+        seconds = args.seconds if args.seconds is not None else 30.0
+        if count is not None and count <= 0:
+            raise RkvmError("--count must be positive")
+        tracer = HvcTracer(HvcFilter(args.imm, args.cpu), count, live=not args.json)
+        tracer.arm()
+        timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.daemon = True
+        start = time.monotonic()
+        try:
+            timer.start()
+            gdb.execute("continue", to_string=args.json)
+        except gdb.error:
+            pass  # interrupted: the summary still stands
+        finally:
+            timer.cancel()
+            tracer.disarm()
+        elapsed = time.monotonic() - start
+        return {"traps": tracer.log, "summary": summarize(tracer.log), "total": len(tracer.log),
+                "seconds": elapsed, "complete": count is None or len(tracer.log) >= count}
+
+    def format(self, r, args):
+        lines = [f"{'CPU':<4} {'imm16':<6} {'function':<22} count"]
+        lines += [f"{s['cpu']:<4} {s['imm16']:<#6x} {s['function']:<22} {s['count']}" for s in r["summary"]]
+        lines.append(f"total {r['total']} traps in {r['seconds']:.1f} s")
+        return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""EL2 code symbols in GDB: the stub ELF (linked at 0) placed at the physical address it runs at.
+
+EL2 runs with its MMU off, so its PCs are physical; `add-symbol-file ELF -o PA` gives GDB names and
+line numbers there (break <stub symbol>, list, info symbol $pc, stepping by source line).
+"""
+
+from pathlib import Path
+
+import gdb
+
+from ..elf_check import check_aarch64_elf
+from ..stub_symbols import STUB_ELF
+from .gdb_state import STATE, StopCheckBreakpoint
+
+
+def loaded() -> dict:
+    """{elf path: load offset} of EL2 ELFs GDB has symbols for."""
+    return STATE.__dict__.setdefault("el2_elfs", {})
+
+
+def load(elf: Path, offset: int) -> str:
+    """(Re)place `elf`'s symbols at `offset`. Returns what was done, in one line."""
+    elf = Path(elf).resolve()
+    check_aarch64_elf(elf, "EL2 code ELF")
+    current = loaded().get(str(elf))
+    if current == offset:
+        return f"rkvm: symbols of {elf.name} already at {offset:#x}"
+    if current is not None:
+        _remove(elf, current)
+    gdb.execute(f"add-symbol-file {elf} -o {offset:#x}", to_string=True)
+    loaded()[str(elf)] = offset
+    moved = f" (moved from {current:#x})" if current is not None else ""
+    return f"rkvm: loaded {elf.name} symbols at PA {offset:#x}{moved}"
+
+
+def _remove(elf: Path, offset: int) -> None:
+    for obj in gdb.objfiles():
+        if obj.filename and Path(obj.filename).resolve() == elf:
+            try:
+                gdb.execute(f"remove-symbol-file -a {offset:#x}", to_string=True)
+            except gdb.error:
+                pass
+            break
+    loaded().pop(str(elf), None)
+
+
+def load_rkvm_stub(pa: int) -> str | None:
+    """Place the lab stub's symbols at `pa` if the stub ELF exists."""
+    if not STUB_ELF.is_file():
+        return None
+    return load(STUB_ELF, pa)
+
+
+class InstallHookBreakpoint(StopCheckBreakpoint):
+    """Internal breakpoint on rkvm.ko's rkvm_debug_event: on an install event, (re)load the stub's
+    symbols at the stub PA the module reports, and tell listeners (hvc catch) that VBAR_EL2 moved."""
+
+    listeners: list = []
+
+    def __init__(self):
+        super().__init__("rkvm_debug_event", internal=True)
+        self.silent = True
+
+    def check(self):
+        try:
+            event = int(gdb.parse_and_eval("$x0")) & 0xFFFFFFFF
+            if event in (1, 2):  # installed-cpu, installed-all
+                pa = int(gdb.parse_and_eval("$x2")) & ((1 << 64) - 1)
+                if loaded().get(str(STUB_ELF.resolve())) != pa:
+                    line = load_rkvm_stub(pa)
+                    if line:
+                        gdb.write(line + "\n")
+            if event in (1, 4):
+                for listener in list(self.listeners):
+                    listener()
+        except gdb.error as e:
+            gdb.write(f"rkvm: stub symbols not updated: {e}\n")
+        return False
