@@ -1,26 +1,25 @@
-import os
-import signal
-import threading
-
 import gdb
 
 from .. import stub_abi
 from ..errors import RkvmError
 from ..target import module_symbols
 from ..target.gdb_state import STATE, StopCheckBreakpoint
+from ..target.resume import Deadline, continue_until
 from .base import CONNECTED, SESSION, RkvmCommand, only_when
 
 
 class _EventBreakpoint(StopCheckBreakpoint):
     """On rkvm_debug_event(event, cpu, stub_pa, arg): stops only for the wanted event and CPU."""
 
-    def __init__(self, event: int, cpu: int | None, count: int):
+    def __init__(self, event: int, cpu: int | None, count: int, deadline):
         super().__init__("rkvm_debug_event", internal=True)
         self.silent = True
-        self.event, self.cpu, self.remaining = event, cpu, count
+        self.event, self.cpu, self.remaining, self.deadline = event, cpu, count, deadline
         self.matched = None
 
     def check(self):
+        if self.deadline.passed():
+            return True
         regs = [int(gdb.parse_and_eval(f"$x{n}")) & 0xFFFFFFFFFFFFFFFF for n in range(4)]
         event, cpu = regs[0] & 0xFFFFFFFF, regs[1] & 0xFFFFFFFF
         if event != self.event or (self.cpu is not None and cpu != self.cpu):
@@ -69,14 +68,11 @@ Example:
                 gdb.execute("set var rkvm_debug.report_hvc = 1", to_string=True)
             except gdb.error:
                 raise RkvmError("rkvm.ko is not loaded yet: hvc events need it (run-to installed-all first)") from None
-        bp = _EventBreakpoint(stub_abi.EVENTS[args.event], args.cpu, max(1, args.count))
-        timer = threading.Timer(args.timeout, lambda: os.kill(os.getpid(), signal.SIGINT))
-        timer.daemon = True
+        deadline = Deadline(args.timeout)
+        bp = _EventBreakpoint(stub_abi.EVENTS[args.event], args.cpu, max(1, args.count), deadline)
         try:
-            timer.start()
-            gdb.execute("continue", to_string=True)
+            continue_until(deadline)
         finally:
-            timer.cancel()
             bp.delete()
             if args.event.startswith("hvc-"):
                 try:

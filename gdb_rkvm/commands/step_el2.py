@@ -5,6 +5,7 @@ from ..errors import RkvmError
 from ..target import el2_traps, kernel_facts
 from ..target import gdb_target as t
 from ..target.gdb_state import STATE
+from ..target.resume import Deadline, continue_until
 from .base import STOPPED, RkvmCommand, only_when
 from .hvc import HvcFilter, HvcTracer
 
@@ -58,13 +59,14 @@ Example:
 
     def add_arguments(self, p):
         p.add_argument("--max", type=int, default=200)
+        p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the next HVC")
         self.add_cpu_argument(p)
 
     def run(self, args):
         if args.cpu is not None:
             t.thread_for_cpu(args.cpu).switch()
         cpu = el2_traps.current_cpu()
-        entered = self._enter_el2(cpu)
+        entered = self._enter_el2(cpu, args.timeout)
         cpu = el2_traps.current_cpu()
         entry = el2_traps.trap_at_entry(cpu) if entered != "already at EL2" else None
         marks = kernel_facts.landmarks([t.read_register("VBAR_EL2", cpu)])
@@ -93,7 +95,7 @@ Example:
             gdb.execute(f"set suppress-cli-notifications {'on' if old_quiet else 'off'}", to_string=True)
         return {"cpu": cpu, "entered": entered, "entry": entry, "steps": steps, "transition": transition}
 
-    def _enter_el2(self, cpu: int) -> str:
+    def _enter_el2(self, cpu: int, timeout: float) -> str:
         el = t.current_el(cpu)
         if el == 2:
             return "already at EL2"
@@ -110,15 +112,16 @@ Example:
                 raise RkvmError("stepping the hvc did not enter EL2")
             return "stepped into the hvc"
         # run to the next HVC entry on any CPU, then follow that CPU
-        tracer = _FirstEntry()
+        deadline = Deadline(timeout)
+        tracer = _FirstEntry(deadline)
         tracer.arm()
         try:
-            gdb.execute("continue", to_string=True)
+            continue_until(deadline)
         finally:
             tracer.disarm()
         STATE.stop_cache.clear()
         if tracer.cpu is None:
-            raise RkvmError("the target stopped before any HVC entered EL2")
+            raise RkvmError(f"no HVC entered EL2 within {timeout:g} s (the target is stopped)")
         t.thread_for_cpu(tracer.cpu).switch()
         return f"ran to the next HVC (CPU {tracer.cpu})"
 
@@ -150,11 +153,13 @@ Example:
 class _FirstEntry(HvcTracer):
     """Stops at the first entry to EL2 through Lower EL AArch64 Synchronous (any ESR)."""
 
-    def __init__(self):
-        super().__init__(HvcFilter(), None, live=False)
+    def __init__(self, deadline):
+        super().__init__(HvcFilter(), None, live=False, deadline=deadline)
         self.cpu = None
 
     def on_entry(self, bp) -> bool:
+        if self.deadline.passed():
+            return True
         if bp.pa not in self.entry_pas:
             return False
         self.cpu = el2_traps.current_cpu()

@@ -1,22 +1,17 @@
-import os
-import signal
-import threading
-
-import gdb
-
 from ..arch import esr, pstate, vectors
 from ..errors import RkvmError
 from ..target import el2_traps, kernel_facts
 from ..target import gdb_target as t
 from .base import STOPPED, RkvmCommand, only_when
+from ..target.resume import Deadline, continue_until
 from .hvc import HvcEntryBreakpoint
 
 
 class _Timeline:
     """Breakpoints on all 16 EL2 vector slots (entries) and the EL2 code's ERETs (returns)."""
 
-    def __init__(self, count: int):
-        self.count, self.events, self.bps, self.entries = count, [], [], 0
+    def __init__(self, count: int, deadline):
+        self.count, self.events, self.bps, self.entries, self.deadline = count, [], [], 0, deadline
 
     def arm(self):
         vbars = set(el2_traps.vbar_el2_by_cpu().values())
@@ -31,6 +26,8 @@ class _Timeline:
                 self.bps.append(HvcEntryBreakpoint(pa, self))
 
     def on_entry(self, bp) -> bool:
+        if self.deadline.passed():
+            return True
         cpu = el2_traps.current_cpu()
         if bp.pa in self.slots:
             v, off, name = self.slots[bp.pa]
@@ -75,15 +72,12 @@ Example:
         p.add_argument("--seconds", type=float, default=30.0)
 
     def run(self, args):
-        tl = _Timeline(max(1, args.count))
+        deadline = Deadline(args.seconds)
+        tl = _Timeline(max(1, args.count), deadline)
         tl.arm()
-        timer = threading.Timer(args.seconds, lambda: os.kill(os.getpid(), signal.SIGINT))
-        timer.daemon = True
         try:
-            timer.start()
-            gdb.execute("continue", to_string=True)
+            continue_until(deadline)
         finally:
-            timer.cancel()
             tl.disarm()
         return {"events": tl.events}
 

@@ -66,6 +66,15 @@ def trap_at_entry(cpu: int | None = None) -> dict:
     }
 
 
+def quick_trap(cpu: int, r: dict) -> dict:
+    """The few facts a filter needs, from ESR_EL2/ELR_EL2/SPSR_EL2/x0/x1 already read."""
+    ec = r["ESR_EL2"] >> 26 & 0x3F
+    is_hvc = ec == esr.EC_HVC64
+    return {"cpu": cpu, "is_hvc": is_hvc, "imm16": r["ESR_EL2"] & 0xFFFF if is_hvc else None,
+            "from_el": pstate.exception_level(r["SPSR_EL2"]), "caller": r["ELR_EL2"] - 4 if is_hvc else r["ELR_EL2"],
+            "x0": r["x0"], "x1": r["x1"]}
+
+
 def format_trap(tr: dict) -> str:
     sym = f" <{tr['caller_symbol']}>" if tr["caller_symbol"] else ""
     what = f"HVC #{tr['imm16']:#x}" if tr["is_hvc"] else tr["esr_summary"]

@@ -16,12 +16,16 @@ from .gdb_state import STATE
 MASK64 = (1 << 64) - 1
 
 
+_REGISTER_NAMES: dict[str, set[str]] = {}   # per GDB architecture: fixed for the life of the connection
+_SPELLING: dict[tuple[str, str], str | None] = {}
+
+
 def _qemu_register_names() -> set[str]:
-    key = ("regnames",)
-    if key not in STATE.stop_cache:
-        arch = gdb.newest_frame().architecture()
-        STATE.stop_cache[key] = {r.name for r in arch.registers()}
-    return STATE.stop_cache[key]
+    arch = gdb.newest_frame().architecture()
+    names = _REGISTER_NAMES.get(arch.name())
+    if names is None:
+        names = _REGISTER_NAMES[arch.name()] = {r.name for r in arch.registers()}
+    return names
 
 
 def register_spelling(name: str) -> str | None:
@@ -31,6 +35,14 @@ def register_spelling(name: str) -> str | None:
     VBAR, AMAIR_EL1 is AMAIR0); other versions may not, so the target's own list decides.
     """
     names = _qemu_register_names()
+    key = (str(len(names)), name.upper())
+    if key in _SPELLING:
+        return _SPELLING[key]
+    _SPELLING[key] = _spell(names, name)
+    return _SPELLING[key]
+
+
+def _spell(names: set[str], name: str) -> str | None:
     upper = {n.upper(): n for n in names}
     base = name.upper()
     candidates = [base]
@@ -108,6 +120,20 @@ def read_register(name: str, cpu: int | None = None) -> int:
             value = int(gdb.newest_frame().read_register(spelled)) & MASK64
     STATE.stop_cache[key] = value
     return value
+
+
+def read_current(names: list[str]) -> dict[str, int]:
+    """Registers of the selected thread, read straight from its newest frame: the fast path for
+    breakpoints that decide in stop() (no thread switching, no cache)."""
+    frame = gdb.newest_frame()
+    out = {}
+    for name in names:
+        gpr = re.fullmatch(r"(x\d+|sp|pc|cpsr)", name, re.I)
+        spelled = name.lower() if gpr else register_spelling(name)
+        if spelled is None:
+            raise RkvmError(f"{name} is not among the registers this QEMU's gdbstub exposes")
+        out[name] = int(frame.read_register(spelled)) & MASK64
+    return out
 
 
 def current_el(cpu: int | None = None) -> int:

@@ -1,0 +1,36 @@
+"""Resuming the guest from a command, always with a time bound.
+
+Breakpoints that decide in Python check Deadline.passed() and stop the target themselves; a SIGINT
+one second after the deadline covers the case where nothing would stop it at all. (A SIGINT alone is
+not enough: one that lands while GDB is handling a breakpoint hit can be lost, and the guest runs on.)
+"""
+
+import os
+import signal
+import threading
+import time
+
+import gdb
+
+
+class Deadline:
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.end
+
+
+def continue_until(deadline: Deadline, quiet: bool = True) -> None:
+    """`continue`, returning when the target stops; it stops by the deadline at the latest."""
+    remaining = max(0.0, deadline.end - time.monotonic())
+    timer = threading.Timer(remaining + 1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
+    try:
+        gdb.execute("continue", to_string=quiet)
+    except gdb.error:
+        pass  # "Quit" or an interrupted continue: the target is stopped either way
+    finally:
+        timer.cancel()
