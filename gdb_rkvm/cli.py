@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import sys
+from pathlib import Path
 
 from . import doctor, profiles, session
 from .errors import RkvmError
@@ -133,6 +134,22 @@ def cmd_profiles(args):
     return 0
 
 
+def cmd_triage(args):
+    from .triage import run
+    code, rep = run.triage(run.options_from_args(args))
+    if args.json:
+        print(json.dumps({k: v for k, v in rep.items() if k != "snapshot"}, indent=2))
+    else:
+        print(f"rkvm triage: {rep['status']}: {rep['reason']}")
+        for f in rep["findings"]:
+            cpus = f" (CPU {', '.join(map(str, f['cpus']))})" if f["cpus"] else ""
+            print(f"  {f['severity']:<7} {f['code']}{cpus}: {f['summary']}")
+        print(f"rkvm triage: report in {Path(args.out) / 'report.md'}")
+    if code == 2:
+        print(f"rkvm triage: {rep['reason']}", file=sys.stderr)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rkvm", description="gdb-rkvm: AArch64 EL1/EL2 debugging on QEMU")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
     sub.add_parser("profiles", help="list QEMU profiles").set_defaults(func=cmd_profiles)
+    p = sub.add_parser("triage", help="boot, run, snapshot every CPU and name the fault in a report")
+    _add_session_args(p)
+    p.add_argument("--until", default="auto", help="auto | panic | hang | event:NAME | timeout")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds the guest may run (default 60)")
+    p.add_argument("--out", default="build/triage", help="directory for report.md and report.json")
+    p.add_argument("--run", help="a shell command typed into the guest once its shell is up")
+    p.add_argument("--settle", type=float, default=5.0, help="seconds to watch after --run (default 5)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_triage)
     return parser
 
 

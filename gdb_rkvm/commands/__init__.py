@@ -4,7 +4,7 @@
 def register_all():
     """Create the `rkvm` prefix, every subcommand and the convenience functions."""
     from . import (cpus, el, esr, functions, hvc, modules, prefix, run_to, status, step_el2, stub, sysreg,
-                   trace_el, v2p, vectors, vmmap, walk)
+                   snapshot, trace_el, v2p, vectors, vmmap, walk)
 
     prefix.RkvmPrefix()
     prefix.RkvmHvcPrefix()
@@ -12,5 +12,6 @@ def register_all():
                 sysreg.RkvmSysreg, esr.RkvmEsr, vectors.RkvmVectors, walk.RkvmWalk, v2p.RkvmV2p,
                 v2p.RkvmContig, vmmap.RkvmVmmap, vmmap.RkvmP2v, stub.RkvmStub, hvc.RkvmHvcCatch,
                 hvc.RkvmHvcLast, hvc.RkvmHvcTrace, step_el2.RkvmStepEl2, trace_el.RkvmTraceEl,
+                snapshot.RkvmSnapshot,
                 functions.RkvmElFunction, functions.RkvmSysregFunction):
         cls()

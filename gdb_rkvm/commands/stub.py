@@ -3,27 +3,23 @@ from pathlib import Path
 from .. import stub_abi
 from ..errors import RkvmError
 from ..stub_symbols import STUB_ELF
-from ..target import el2_symbols, kernel_facts, translation
+from ..target import el2_symbols, kernel_facts
+from ..target.snapshot import vbar_origin
+from ..vbar_el2 import classify
 from ..target import gdb_target as t
 from .base import STOPPED, RkvmCommand, only_when, parse_int
 
 
 def _why_not_the_stub(vbar: int, stub_pa: int | None, marks) -> str:
     """A sentence on what a VBAR_EL2 that is not the stub is, naming virt_to_phys() when it fits."""
-    from ..vbar_el2 import classify
-    target = classify(vbar, marks)
-    text = f"VBAR_EL2 = {vbar:#x} is {target.text}"
-    off = kernel_facts.kimage_voffset()
-    if off:
-        va = (vbar + off) & t.MASK64
-        try:
-            region = translation.kernel_layout().region(va)
-        except RkvmError:
-            region = None
-        if region in ("modules", "vmalloc"):
-            sym = t.symbol_at(va)
-            text += (f"; it equals virt_to_phys({va:#x}" + (f" <{sym}>" if sym else "") + f"), a {region} address: "
-                     "virt_to_phys() is only valid for the linear map, so this is not where that code is")
+    text = f"VBAR_EL2 = {vbar:#x} is {classify(vbar, marks).text}"
+    origin = vbar_origin(vbar)
+    if origin:
+        sym = f" <{origin['symbol']}>" if origin["symbol"] else ""
+        text += (f"; it equals virt_to_phys({origin['va']:#x}{sym}), a {origin['region']} address: "
+                 "virt_to_phys() is only valid for the linear map, so this is not where that code is")
+        if origin["real_pa"] is not None:
+            text += f" (that VA really maps PA {origin['real_pa']:#x})"
     if stub_pa is not None:
         text += f"; the stub page is at PA {stub_pa:#x}"
     return text

@@ -6,6 +6,7 @@ GDB (the QEMU it is attached to belongs to the session, which its owner ends).
 
 import itertools
 import shutil
+import signal
 import time
 
 from pygdbmi.gdbcontroller import GdbController
@@ -109,8 +110,42 @@ class GdbMi:
         return res.output
 
     def interrupt(self) -> None:
-        """Ask GDB to stop the running target (MI exec-interrupt)."""
-        self.controller.write("-exec-interrupt --all", read_response=False)
+        """Stop the running target as Ctrl-C would: SIGINT to GDB (in synchronous MI, GDB reads no
+        command while the target runs, so -exec-interrupt would wait behind the `continue`)."""
+        proc = self.controller.gdb_process
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+
+    def run_for(self, seconds: float, grace: float = 10.0) -> dict:
+        """`continue` for at most `seconds`; returns the *stopped record (reason, frame, thread).
+        If the target stops by itself first (a breakpoint), that stop is returned."""
+        token = self._send("continue")
+        deadline = time.monotonic() + seconds
+        interrupted = False
+        records = []
+        while True:
+            try:
+                batch = self.controller.get_gdb_response(timeout_sec=0.1, raise_error_on_timeout=False)
+            except (OSError, ValueError) as e:
+                raise RkvmError(f"GDB is gone ({e})") from None
+            records += batch
+            for r in batch:
+                if r.get("type") == "result" and r.get("token") == token and r.get("message") == "error":
+                    raise RkvmError(f"continue failed: {r['payload'].get('msg')}")
+                if r.get("type") == "notify" and r.get("message") == "stopped":
+                    stop = dict(r.get("payload") or {})
+                    stop["interrupted"] = interrupted
+                    stop["output"] = "".join(x["payload"] for x in records if x.get("type") == "console"
+                                             and isinstance(x.get("payload"), str))
+                    return stop
+            if self.controller.gdb_process is not None and self.controller.gdb_process.poll() is not None:
+                raise RkvmError("GDB exited while the guest was running")
+            now = time.monotonic()
+            if not interrupted and now >= deadline:
+                self.interrupt()
+                interrupted = True
+            elif interrupted and now >= deadline + grace:
+                raise RkvmError(f"the guest did not stop within {grace:g} s of an interrupt (is QEMU alive?)")
 
     def close(self) -> None:
         try:

@@ -1,0 +1,127 @@
+"""Everything `rkvm triage` records about a stopped guest, gathered inside GDB in one command
+(`rkvm snapshot --json`) from the same functions the interactive commands use."""
+
+import re
+
+import gdb
+
+from .. import stub_abi
+from ..arch import disasm
+from ..errors import RkvmError
+from . import gdb_target as t
+from . import kernel_facts, translation
+from .cpu_state import cpu_summary, el_picture
+
+
+def vbar_origin(vbar: int) -> dict | None:
+    """If VBAR_EL2 is what virt_to_phys() gives for a module or vmalloc VA, that VA and its real PA."""
+    off = kernel_facts.kimage_voffset()
+    if not off or not vbar:
+        return None
+    va = (vbar + off) & t.MASK64
+    try:
+        layout = translation.kernel_layout()
+    except RkvmError:
+        return None
+    region = layout.region(va)
+    if region not in ("modules", "vmalloc") or layout.virt_to_phys(va) != vbar:
+        return None
+    try:
+        walk = translation.translate(va)
+        real = walk["pa"] if not walk["fault"] else None
+    except RkvmError:
+        real = None
+    return {"va": va, "region": region, "symbol": t.symbol_at(va), "real_pa": real}
+
+
+def stub_records(stub_pa: int, cpus: list[int]) -> dict:
+    """The rkvm stub's per-CPU counters, SP_EL2 it set, and fault records (docs/hvc-abi.md)."""
+    c = stub_abi.constants()
+    page = t.read_physical(stub_pa, c["RKVM_STUB_SIZE"])
+
+    def u64(off):
+        return int.from_bytes(page[off:off + 8], "little")
+
+    out = {}
+    for cpu in cpus:
+        f = c["RKVM_OFF_FAULT"] + cpu * c["RKVM_FAULT_SIZE"]
+        out[cpu] = {
+            "hvc_count": u64(c["RKVM_OFF_HVC_COUNT"] + 8 * cpu), "ping_count": u64(c["RKVM_OFF_PING_COUNT"] + 8 * cpu),
+            "stack_top": u64(c["RKVM_OFF_STACK_TOP"] + 8 * cpu),
+            "fault": None if not u64(f + c["RKVM_FAULT_COUNT"]) else {
+                "count": u64(f + c["RKVM_FAULT_COUNT"]), "esr": u64(f + c["RKVM_FAULT_ESR"]),
+                "elr": u64(f + c["RKVM_FAULT_ELR"]), "far": u64(f + c["RKVM_FAULT_FAR"]),
+                "spsr": u64(f + c["RKVM_FAULT_SPSR"]), "vector": u64(f + c["RKVM_FAULT_VECTOR"]),
+                "x0": u64(f + c["RKVM_FAULT_X0"]), "mpidr": u64(f + c["RKVM_FAULT_MPIDR"])},
+        }
+    return out
+
+
+def el2_code_uses_stack(vbar: int, span: int = 0x1000) -> bool | None:
+    """Whether the EL2 code around VBAR_EL2 addresses memory through sp (None if unreadable)."""
+    try:
+        code = t.read_physical(vbar, span)
+    except RkvmError:
+        return None
+    return any(re.search(r"\[sp\b", i.op_str) for i in disasm.disassemble(code, vbar)
+               if i.mnemonic.startswith(("st", "ld")))
+
+
+def backtrace(cpu: int, depth: int = 12) -> list[str]:
+    """Up to `depth` frames of vCPU `cpu` as 'pc <function> file:line'."""
+    frames = []
+    with t.on_thread(t.thread_for_cpu(cpu)):
+        try:
+            frame = gdb.newest_frame()
+        except gdb.error:
+            return frames
+        while frame is not None and len(frames) < depth:
+            try:
+                sal = frame.find_sal()
+                where = f" {sal.symtab.filename.rsplit('/', 1)[-1]}:{sal.line}" if sal.symtab else ""
+                frames.append(f"{frame.pc():#x} <{frame.name() or '??'}>{where}")
+                frame = frame.older()
+            except gdb.error:
+                break
+    return frames
+
+
+def snapshot() -> dict:
+    """Every CPU's EL state, VBAR_EL2 analysis, backtraces, the stub's records and the module state."""
+    cpus = [n for n, _ in t.cpu_threads()]
+    problems = []
+    vbars = {n: t.read_register("VBAR_EL2", n) for n in cpus}
+    marks = kernel_facts.landmarks(list(vbars.values()))
+    out_cpus = []
+    for n in cpus:
+        entry = {}
+        for name, fn in (("summary", lambda n=n: cpu_summary(n, marks)), ("el", lambda n=n: el_picture(n, marks)),
+                         ("backtrace", lambda n=n: backtrace(n))):
+            try:
+                entry[name] = fn()
+            except (RkvmError, gdb.error) as e:
+                problems.append(f"CPU {n} {name}: {e}")
+        out_cpus.append({"cpu": n, **entry})
+    origins = {}
+    for v in sorted(set(vbars.values())):
+        try:
+            origins[f"{v:#x}"] = vbar_origin(v)
+        except (RkvmError, gdb.error) as e:
+            problems.append(f"VBAR_EL2 {v:#x} origin: {e}")
+    stub = None
+    stub_pa = t.read_u64_symbol("rkvm_debug.stub_pa") or (min(marks.rkvm_stub_pas) if marks.rkvm_stub_pas else None)
+    if stub_pa and kernel_facts.is_rkvm_stub(stub_pa):
+        try:
+            stub = {"pa": stub_pa, "records": stub_records(stub_pa, cpus)}
+        except RkvmError as e:
+            problems.append(f"stub records: {e}")
+    uses_stack = {f"{v:#x}": el2_code_uses_stack(v) for v in set(vbars.values()) if v}
+    module = None
+    if t.symbol_address("rkvm_debug") is not None:
+        module = {f: t.read_u64_symbol(f"rkvm_debug.{f}") for f in
+                  ("mode", "stub_pa", "vbar_written", "prev_vectors_pa", "installed_mask", "last_event")}
+    park = t.symbol_address("rkvm_stub_park")
+    return {"cpus": out_cpus, "vbar_el2": {str(k): v for k, v in vbars.items()}, "vbar_origins": origins,
+            "hyp_stub_pa": marks.hyp_stub_pa, "rkvm_stub_pas": sorted(marks.rkvm_stub_pas),
+            "ram": marks.ram, "stub": stub, "el2_code_uses_stack": uses_stack, "module": module,
+            "rkvm_stub_park": park, "problems": problems, "partial": bool(problems)}

@@ -1,0 +1,60 @@
+"""report.json (docs/triage-report.md gives its schema) and report.md, written atomically."""
+
+import json
+import os
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def build(status: str, reason: str, findings: list, snap: dict | None, ctx: dict, run: dict) -> dict:
+    return {"schema": SCHEMA_VERSION, "status": status, "reason": reason,
+            "findings": [f.to_dict() for f in findings], "snapshot": snap, "partial": bool(snap is None or
+                                                                                           snap.get("partial")),
+            "stop": ctx.get("stop"), "run": run, "kernel_log": ctx.get("kernel_log", []),
+            "kernel_log_source": ctx.get("kernel_log_source")}
+
+
+def markdown(r: dict) -> str:
+    lines = ["# rkvm triage report", ""]
+    verdict = {"healthy": "no findings", "findings": f"{len(r['findings'])} finding(s)",
+               "failed": "triage failed"}[r["status"]]
+    lines += [f"**Result: {verdict}.** {r['reason']}", ""]
+    run = r["run"]
+    lines += [f"- profile `{run.get('profile')}`, mode `{run.get('mode') or 'default'}`, "
+              f"kernel command line `{run.get('cmdline', '')}`",
+              f"- stopped: {r.get('stop') or 'n/a'}" + (" (partial snapshot)" if r["partial"] else ""), ""]
+    for f in r["findings"]:
+        cpus = f" (CPU {', '.join(map(str, f['cpus']))})" if f["cpus"] else ""
+        lines += [f"## {f['severity'].upper()} `{f['code']}`{cpus}", "", f["summary"] + ".", ""]
+        lines += [f"- {e}" for e in f["evidence"]]
+        lines += ["", f["explanation"], ""]
+    snap = r.get("snapshot")
+    if snap:
+        lines += ["## CPUs", "", "| CPU | EL | PC | VBAR_EL2 | points at | SP_EL2 |", "|---|---|---|---|---|---|"]
+        for c in snap["cpus"]:
+            s = c.get("summary", {})
+            if not s:
+                continue
+            sym = f" `{s['pc_symbol']}`" if s.get("pc_symbol") else ""
+            lines.append(f"| {c['cpu']} | {s['mode']} | {s['pc']:#x}{sym} | {s['vbar_el2']:#x} | "
+                         f"{s['vbar_el2_points_at']} | {s['sp_el2']:#x} |")
+        lines.append("")
+        for c in snap["cpus"]:
+            if c.get("backtrace"):
+                lines += [f"Backtrace, CPU {c['cpu']}:", "```", *c["backtrace"], "```", ""]
+    if r["kernel_log"]:
+        lines += [f"## Kernel log (last lines, from {r['kernel_log_source']})", "```", *r["kernel_log"][-40:], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write(out: Path, report: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(out / "report.md", markdown(report))

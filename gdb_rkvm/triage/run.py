@@ -1,0 +1,242 @@
+"""The triage run: QEMU + gdb-multiarch over GDB/MI, stop conditions, snapshot, diagnosis, report.
+
+Exit codes: 0 healthy, 1 findings, 2 the triage itself failed. No QEMU or GDB outlives it.
+"""
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import profiles, qemu_process, session
+from ..errors import RkvmError
+from ..target.mi import GdbMi
+from . import report, rules
+
+READY_MARKER = "RKVM-LAB: shell ready"
+UNTIL = ("auto", "panic", "hang", "timeout")
+
+
+@dataclass
+class TriageOptions:
+    profile: str = "lab"
+    mode: str | None = None
+    append: str = ""
+    until: str = "auto"
+    timeout: float = 60.0
+    out: Path = Path("triage-out")
+    run: str | None = None              # a guest shell command typed once the shell is up
+    settle: float = 5.0                 # seconds to watch after --run before the snapshot
+    quiet_seconds: float = 15.0         # console silence that counts as a hang
+    overrides: dict = field(default_factory=dict)
+    smp: int | None = None
+
+
+def _js(text: str) -> dict:
+    return json.loads(text[text.index("{"):text.rindex("}") + 1])
+
+
+class Watch:
+    """What the guest does between slices: console progress and per-CPU PC samples."""
+
+    def __init__(self, sess: session.Session):
+        self.sess, self.size, self.last_change = sess, 0, time.monotonic()
+        self.samples: list[dict] = []
+
+    def console(self) -> str:
+        try:
+            return Path(self.sess.serial_log).read_bytes().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def tick(self) -> None:
+        size = Path(self.sess.serial_log).stat().st_size if Path(self.sess.serial_log).exists() else 0
+        if size != self.size:
+            self.size, self.last_change = size, time.monotonic()
+
+    def silent_for(self) -> float:
+        return time.monotonic() - self.last_change
+
+    def sample(self, mi: GdbMi) -> dict:
+        cpus = _js(mi.check("rkvm cpus --json", timeout=60))["cpus"]
+        s = {c["cpu"]: (c["el"], c["pc"], c["vbar_el2"]) for c in cpus}
+        self.samples.append(s)
+        return s
+
+    def el2_stuck(self) -> dict:
+        """CPUs at EL2 inside their vector table (or on the same PC) in the last two samples."""
+        if len(self.samples) < 2:
+            return {}
+        a, b = self.samples[-2], self.samples[-1]
+        out = {}
+        for n, (el, pc, vbar) in b.items():
+            if el != 2 or n not in a or a[n][0] != 2:
+                continue
+            if (vbar and vbar <= pc < vbar + 0x800 and vbar <= a[n][1] < vbar + 0x800) or pc == a[n][1]:
+                out[n] = pc
+        return out
+
+    def el1_stuck(self) -> dict:
+        if len(self.samples) < 3:
+            return {}
+        last = self.samples[-3:]
+        return {n: pc for n, (el, pc, _) in last[-1].items()
+                if el == 1 and all(s.get(n, (0, None))[1] == pc for s in last)}
+
+
+def _panic_message(mi: GdbMi, watch: Watch, function: str) -> dict:
+    fmt = ""
+    try:
+        out = mi.check("x/s $x0") if function == "panic" else ""
+        m = re.search(r':\s+"(.*)"', out)
+        fmt = m.group(1).encode().decode("unicode_escape").strip() if m else ""
+    except RkvmError:
+        pass
+    log = watch.console().splitlines()
+    message = fmt
+    if "%" in fmt or not fmt:
+        # let the kernel print its own line, then take it from the console
+        mi.run_for(1.5)
+        log = watch.console().splitlines()
+        lines = [x for x in log if "Kernel panic - not syncing:" in x or "Internal error:" in x]
+        if lines:
+            message = lines[-1].split("Kernel panic - not syncing:")[-1].strip()
+    cpu = None
+    try:
+        cpu = int(re.search(r"\[Current thread is \d+ .*CPU#(\d+)", mi.check("thread")).group(1))
+    except (RkvmError, AttributeError, ValueError):
+        pass
+    return {"message": message or "(no message)", "function": function, "cpu": cpu, "log": []}
+
+
+def _kernel_log(mi: GdbMi, watch: Watch) -> tuple[list[str], str]:
+    try:
+        res = mi.console("lx-dmesg", timeout=60)
+        if res.ok and res.output.strip():
+            return res.output.splitlines()[-200:], "the kernel's log buffer (lx-dmesg)"
+    except RkvmError:
+        pass
+    return watch.console().splitlines()[-200:], "the serial console"
+
+
+def _drive(mi: GdbMi, sess: session.Session, opts: TriageOptions, ctx: dict) -> None:
+    """Run the guest in slices until a stop condition; fill ctx with what was seen."""
+    watch = Watch(sess)
+    ctx["watch"] = watch
+    for fn in ("panic", "die"):
+        mi.console(f"break {fn}")
+    deadline = time.monotonic() + opts.timeout
+    typed_at = None
+    while True:
+        stop = mi.run_for(min(2.0, max(0.2, deadline - time.monotonic())))
+        watch.tick()
+        func = (stop.get("frame") or {}).get("func")
+        if stop.get("reason") == "breakpoint-hit" and func in ("panic", "die"):
+            ctx["stop"] = f"breakpoint on {func}()"
+            ctx["panic"] = _panic_message(mi, watch, func)
+            return
+        if stop.get("reason") == "exited" or "exited" in str(stop.get("reason", "")):
+            raise RkvmError("the guest exited")
+        if not qemu_process.alive(sess.pid):
+            raise RkvmError("QEMU is gone (killed or crashed) during the run")
+        console = watch.console()
+        if opts.run and typed_at is None and READY_MARKER in console and "/ # " in console.split(READY_MARKER, 1)[1]:
+            with session.SerialConsole(sess) as c:
+                c.send(opts.run + "\n")
+            typed_at = time.monotonic()
+        watch.sample(mi)
+        stuck = watch.el2_stuck()
+        if stuck and opts.until in ("auto", "hang"):
+            ctx["stop"] = f"CPU {', '.join(map(str, stuck))} stuck at EL2"
+            ctx["el2_stuck"] = stuck
+            return
+        el1 = watch.el1_stuck()
+        if el1 and opts.until == "hang":
+            ctx["stop"], ctx["el1_stuck"] = "a CPU's PC stopped moving", list(el1)
+            ctx["el1_stuck_pc"] = {str(k): v for k, v in el1.items()}
+            return
+        if opts.until in ("auto", "hang") and watch.silent_for() > opts.quiet_seconds and READY_MARKER not in console:
+            ctx["stop"] = f"no console output for {watch.silent_for():.0f} s"
+            ctx["console_silent"] = watch.silent_for()
+            ctx["last_console_line"] = (console.strip().splitlines() or [""])[-1]
+            return
+        if opts.until == "auto" and READY_MARKER in console and not opts.run:
+            ctx["stop"] = "the guest's shell is up (boot finished)"
+            return
+        if opts.until == "auto" and typed_at is not None and time.monotonic() - typed_at > opts.settle:
+            ctx["stop"] = f"{opts.settle:g} s after running {opts.run!r}"
+            return
+        if time.monotonic() >= deadline:
+            ctx["stop"] = f"timeout ({opts.timeout:g} s)"
+            if opts.until in ("panic", "hang"):
+                ctx["timed_out"] = True
+            return
+
+
+def triage(opts: TriageOptions) -> tuple[int, dict]:
+    """Run one triage; returns (exit code, report dict). Always writes a report into opts.out."""
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sess_dir = out / "session"
+    shutil.rmtree(sess_dir, ignore_errors=True)
+    run_info = {"profile": opts.profile, "mode": opts.mode, "until": opts.until, "timeout": opts.timeout,
+                "run": opts.run}
+    ctx: dict = {}
+    snap = None
+    sess = None
+    mi = None
+    old_env = os.environ.get("RKVM_SESSION_DIR")
+    os.environ["RKVM_SESSION_DIR"] = str(sess_dir)
+    try:
+        if opts.until not in UNTIL and not opts.until.startswith("event:"):
+            raise RkvmError(f"--until {opts.until}: expected one of {', '.join(UNTIL)} or event:NAME")
+        sess = session.start(opts.profile, mode=opts.mode, smp=opts.smp, append=opts.append,
+                             overrides=opts.overrides, directory=sess_dir)
+        run_info["cmdline"] = sess.kernel_cmdline
+        mi = GdbMi()
+        if "attached to" not in mi.startup_output:
+            raise RkvmError("GDB did not attach: " + (mi.startup_output.strip().splitlines() or ["no output"])[-1])
+        if opts.until.startswith("event:"):
+            res = mi.console(f"rkvm run-to {opts.until[6:]} --timeout {opts.timeout:g}", timeout=opts.timeout + 30)
+            if not res.ok:
+                raise RkvmError(res.error)
+            ctx["stop"] = f"rkvm.ko event {opts.until[6:]}"
+            ctx["watch"] = Watch(sess)
+        else:
+            _drive(mi, sess, opts, ctx)
+        if not qemu_process.alive(sess.pid):
+            raise RkvmError("QEMU is gone (killed or crashed) during the run")
+        snap = _js(mi.check("rkvm snapshot --json", timeout=120))
+        ctx["kernel_log"], ctx["kernel_log_source"] = _kernel_log(mi, ctx["watch"])
+        findings = rules.diagnose(snap, ctx)
+        status = "findings" if findings else "healthy"
+        reason = (f"{len(findings)} finding(s): {', '.join(sorted({f.code for f in findings}))}"
+                  if findings else "no fault found")
+        if ctx.get("timed_out") and not findings:
+            reason = f"no {opts.until} within {opts.timeout:g} s; no fault found"
+        rep = report.build(status, reason, findings, snap, ctx, run_info)
+        code = 1 if findings else 0
+    except (RkvmError, OSError) as e:
+        rep = report.build("failed", str(e), [], snap, ctx, run_info)
+        code = 2
+    finally:
+        if mi is not None:
+            mi.close()
+        if sess is not None:
+            session.stop(sess_dir)
+            qemu_process.terminate(sess.pid)
+        if old_env is None:
+            os.environ.pop("RKVM_SESSION_DIR", None)
+        else:
+            os.environ["RKVM_SESSION_DIR"] = old_env
+    report.write(out, rep)
+    return code, rep
+
+
+def options_from_args(args) -> TriageOptions:
+    return TriageOptions(profile=args.profile, mode=args.mode, append=args.append, until=args.until,
+                         timeout=args.timeout, out=Path(args.out), run=args.run, settle=args.settle,
+                         overrides=profiles.parse_overrides(args.set), smp=args.smp)
