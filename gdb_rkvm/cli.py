@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="build/triage", help="directory for report.md and report.json")
     p.add_argument("--run", help="a shell command typed into the guest once its shell is up")
     p.add_argument("--settle", type=float, default=5.0, help="seconds to watch after --run (default 5)")
+    p.add_argument("--attach", metavar="HOST:PORT", help="triage a QEMU someone else started (its gdbstub)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_triage)
     return parser

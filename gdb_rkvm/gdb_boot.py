@@ -48,7 +48,7 @@ def main() -> None:
     for setting in ("pagination off", "confirm off", "breakpoint pending on", "print pretty on"):
         _quiet(f"set {setting}")
     register_all()
-    sess = session_mod.current()
+    sess = session_mod.from_environment()
     if sess is None:
         _say("no session: start one with 'rkvm up', then restart GDB with 'gdb -x rkvm.py'")
         return

@@ -34,12 +34,16 @@ class Session:
     kernel_cmdline: str
     argv: list = field(default_factory=list)
     started_at: float = 0.0
+    host: str = "127.0.0.1"
+    external: bool = False   # a QEMU we did not start (rkvm triage --attach): never ours to end
 
     @property
     def gdb_address(self) -> str:
-        return f"127.0.0.1:{self.gdb_port}"
+        return f"{self.host}:{self.gdb_port}"
 
     def alive(self) -> bool:
+        if self.external:
+            return True
         return qemu_process.alive(self.pid) and qemu_process.is_qemu(self.pid)
 
 
@@ -65,6 +69,26 @@ def current(directory: Path | None = None) -> Session | None:
         path.unlink(missing_ok=True)
         return None
     return sess
+
+
+def external(address: str, profile_name: str = "lab", overrides: dict | None = None) -> Session:
+    """A Session for a gdbstub someone else started (HOST:PORT), with the profile's symbols."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RkvmError(f"--attach {address}: expected HOST:PORT")
+    profile = profiles.load(profile_name, overrides)
+    return Session(pid=0, gdb_port=int(port), serial_log="", console_socket="", qemu_log="",
+                   vmlinux=profile.gdb.get("vmlinux", ""), gdb_scripts=profile.gdb.get("scripts", ""),
+                   module_dirs=profile.gdb.get("module_dirs", []), profile=profile.name, kernel_cmdline="",
+                   host=host or "127.0.0.1", external=True)
+
+
+def from_environment() -> Session | None:
+    """The session GDB should use: RKVM_ATTACH (set by `rkvm triage --attach`) or the running one."""
+    attach = os.environ.get("RKVM_ATTACH")
+    if attach:
+        return Session(**json.loads(attach))
+    return current()
 
 
 def require(directory: Path | None = None) -> Session:

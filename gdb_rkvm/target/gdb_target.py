@@ -229,8 +229,31 @@ def symbol_address(name: str) -> int | None:
 
 
 def read_u64_symbol(name: str) -> int | None:
-    """Value of a u64-sized kernel variable, or None if absent or unreadable."""
+    """Value of a u64-sized kernel variable (or field), or None if absent or unreadable.
+
+    GDB reads memory through the selected vCPU's current regime; a CPU stopped at EL2 (MMU off)
+    cannot see kernel addresses, so then the VA is translated with TTBR1_EL1 and read physically.
+    """
     try:
         return int(gdb.parse_and_eval(f"(unsigned long){name}")) & MASK64
+    except gdb.MemoryError:
+        addr = symbol_address(name)
+        if addr is None:
+            return None
+        try:
+            return int.from_bytes(read_kernel_virtual(addr, 8), "little")
+        except RkvmError:
+            return None
     except gdb.error:
         return None
+
+
+def read_kernel_virtual(va: int, size: int) -> bytes:
+    """Bytes at a kernel VA whatever EL the selected CPU is at: direct when it can, else walked."""
+    if current_el() == 1:
+        return read_virtual(va, size)
+    from .translation import translate  # translation builds on this module
+    walk = translate(va)
+    if walk["fault"]:
+        raise RkvmError(f"VA {va:#x} is not mapped: {walk['fault']}")
+    return read_physical(walk["pa"], size)

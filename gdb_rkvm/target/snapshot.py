@@ -13,10 +13,18 @@ from . import kernel_facts, translation
 from .cpu_state import cpu_summary, el_picture
 
 
-def vbar_origin(vbar: int) -> dict | None:
-    """If VBAR_EL2 is what virt_to_phys() gives for a module or vmalloc VA, that VA and its real PA."""
+def vbar_origin(vbar: int, marks=None) -> dict | None:
+    """If VBAR_EL2 is what virt_to_phys() gives for a mapped module or vmalloc VA (and is not a known
+    vector table), that VA and its real PA.
+
+    Any PA is `VA - kimage_voffset` for some VA; it only means something when that VA is mapped
+    elsewhere and names module code or a vmalloc allocation.
+    """
     off = kernel_facts.kimage_voffset()
     if not off or not vbar:
+        return None
+    marks = marks or kernel_facts.landmarks([vbar])
+    if vbar == marks.hyp_stub_pa or vbar in marks.rkvm_stub_pas:
         return None
     va = (vbar + off) & t.MASK64
     try:
@@ -31,7 +39,10 @@ def vbar_origin(vbar: int) -> dict | None:
         real = walk["pa"] if not walk["fault"] else None
     except RkvmError:
         real = None
-    return {"va": va, "region": region, "symbol": t.symbol_at(va), "real_pa": real}
+    symbol = t.symbol_at(va)
+    if real is None or real == vbar or (region != "modules" and symbol is None):
+        return None
+    return {"va": va, "region": region, "symbol": symbol, "real_pa": real}
 
 
 def stub_records(stub_pa: int, cpus: list[int]) -> dict:
@@ -105,7 +116,7 @@ def snapshot() -> dict:
     origins = {}
     for v in sorted(set(vbars.values())):
         try:
-            origins[f"{v:#x}"] = vbar_origin(v)
+            origins[f"{v:#x}"] = vbar_origin(v, marks)
         except (RkvmError, gdb.error) as e:
             problems.append(f"VBAR_EL2 {v:#x} origin: {e}")
     stub = None

@@ -31,8 +31,12 @@ def kernel_panic(snap: dict, ctx: dict) -> list[Finding]:
     p = ctx.get("panic")
     if not p:
         return []
+    trace = []
+    if p.get("cpu") is not None:
+        cpu = next((c for c in snap["cpus"] if c["cpu"] == p["cpu"]), {})
+        trace = [f"CPU {p['cpu']}: {frame}" for frame in cpu.get("backtrace", [])[:8]]
     return [Finding("kernel-panic", "error", [p["cpu"]] if p.get("cpu") is not None else [],
-                    f"kernel panic: {p['message']}", [f"stopped in {p['function']}"] + p.get("log", []),
+                    f"kernel panic: {p['message']}", [f"stopped in {p['function']}()"] + trace,
                     "The kernel gave up: everything after this line of the log is the panic path. The "
                     "backtrace of the CPU that panicked shows who called it.")]
 

@@ -33,6 +33,7 @@ class TriageOptions:
     quiet_seconds: float = 15.0         # console silence that counts as a hang
     overrides: dict = field(default_factory=dict)
     smp: int | None = None
+    attach: str | None = None           # HOST:PORT of a gdbstub someone else started
 
 
 def _js(text: str) -> dict:
@@ -47,12 +48,17 @@ class Watch:
         self.samples: list[dict] = []
 
     def console(self) -> str:
+        if not self.sess.serial_log:  # attached to someone else's QEMU: no console to watch
+            return ""
         try:
             return Path(self.sess.serial_log).read_bytes().decode(errors="replace")
         except OSError:
             return ""
 
     def tick(self) -> None:
+        if not self.sess.serial_log:
+            self.last_change = time.monotonic()
+            return
         size = Path(self.sess.serial_log).stat().st_size if Path(self.sess.serial_log).exists() else 0
         if size != self.size:
             self.size, self.last_change = size, time.monotonic()
@@ -87,7 +93,7 @@ class Watch:
                 if el == 1 and all(s.get(n, (0, None))[1] == pc for s in last)}
 
 
-def _panic_message(mi: GdbMi, watch: Watch, function: str) -> dict:
+def _panic_message(mi: GdbMi, watch: Watch, function: str, stop: dict) -> dict:
     fmt = ""
     try:
         out = mi.check("x/s $x0") if function == "panic" else ""
@@ -104,11 +110,10 @@ def _panic_message(mi: GdbMi, watch: Watch, function: str) -> dict:
         lines = [x for x in log if "Kernel panic - not syncing:" in x or "Internal error:" in x]
         if lines:
             message = lines[-1].split("Kernel panic - not syncing:")[-1].strip()
-    cpu = None
     try:
-        cpu = int(re.search(r"\[Current thread is \d+ .*CPU#(\d+)", mi.check("thread")).group(1))
-    except (RkvmError, AttributeError, ValueError):
-        pass
+        cpu = int(stop.get("thread-id")) - 1  # QEMU: thread n is CPU n-1
+    except (TypeError, ValueError):
+        cpu = None
     return {"message": message or "(no message)", "function": function, "cpu": cpu, "log": []}
 
 
@@ -136,16 +141,18 @@ def _drive(mi: GdbMi, sess: session.Session, opts: TriageOptions, ctx: dict) -> 
         func = (stop.get("frame") or {}).get("func")
         if stop.get("reason") == "breakpoint-hit" and func in ("panic", "die"):
             ctx["stop"] = f"breakpoint on {func}()"
-            ctx["panic"] = _panic_message(mi, watch, func)
+            ctx["panic"] = _panic_message(mi, watch, func, stop)
             return
         if stop.get("reason") == "exited" or "exited" in str(stop.get("reason", "")):
             raise RkvmError("the guest exited")
-        if not qemu_process.alive(sess.pid):
+        if not sess.alive():
             raise RkvmError("QEMU is gone (killed or crashed) during the run")
         console = watch.console()
         if opts.run and typed_at is None and READY_MARKER in console and "/ # " in console.split(READY_MARKER, 1)[1]:
-            with session.SerialConsole(sess) as c:
-                c.send(opts.run + "\n")
+            # the connection stays open (ctx["console"]): QEMU takes typed bytes only as fast as the
+            # UART's FIFO drains, and drops what is unread when the client goes away
+            ctx["console"] = session.SerialConsole(sess)
+            ctx["console"].send(opts.run + "\n")
             typed_at = time.monotonic()
         watch.sample(mi)
         stuck = watch.el2_stuck()
@@ -193,12 +200,24 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
     try:
         if opts.until not in UNTIL and not opts.until.startswith("event:"):
             raise RkvmError(f"--until {opts.until}: expected one of {', '.join(UNTIL)} or event:NAME")
-        sess = session.start(opts.profile, mode=opts.mode, smp=opts.smp, append=opts.append,
-                             overrides=opts.overrides, directory=sess_dir)
-        run_info["cmdline"] = sess.kernel_cmdline
+        vmlinux = profiles.load(opts.profile, opts.overrides).gdb.get("vmlinux", "")
+        if not vmlinux or not Path(vmlinux).is_file():
+            raise RkvmError(f"vmlinux not found: {vmlinux or '(none in the profile)'} (triage needs kernel symbols; "
+                            "--set vmlinux=PATH)")
+        if opts.attach and opts.run:
+            raise RkvmError("--run types into a console; an --attach'ed QEMU's console is not ours")
+        if opts.attach:
+            attached = session.external(opts.attach, opts.profile, opts.overrides)
+            os.environ["RKVM_ATTACH"] = json.dumps(attached.__dict__)
+        else:
+            sess = session.start(opts.profile, mode=opts.mode, smp=opts.smp, append=opts.append,
+                                 overrides=opts.overrides, directory=sess_dir)
+            run_info["cmdline"] = sess.kernel_cmdline
         mi = GdbMi()
         if "attached to" not in mi.startup_output:
             raise RkvmError("GDB did not attach: " + (mi.startup_output.strip().splitlines() or ["no output"])[-1])
+        if opts.attach:
+            sess = attached
         if opts.until.startswith("event:"):
             res = mi.console(f"rkvm run-to {opts.until[6:]} --timeout {opts.timeout:g}", timeout=opts.timeout + 30)
             if not res.ok:
@@ -207,7 +226,7 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
             ctx["watch"] = Watch(sess)
         else:
             _drive(mi, sess, opts, ctx)
-        if not qemu_process.alive(sess.pid):
+        if not sess.alive():
             raise RkvmError("QEMU is gone (killed or crashed) during the run")
         snap = _js(mi.check("rkvm snapshot --json", timeout=120))
         ctx["kernel_log"], ctx["kernel_log_source"] = _kernel_log(mi, ctx["watch"])
@@ -223,9 +242,12 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
         rep = report.build("failed", str(e), [], snap, ctx, run_info)
         code = 2
     finally:
+        if ctx.get("console") is not None:
+            ctx["console"].close()
         if mi is not None:
             mi.close()
-        if sess is not None:
+        os.environ.pop("RKVM_ATTACH", None)
+        if sess is not None and not sess.external:
             session.stop(sess_dir)
             qemu_process.terminate(sess.pid)
         if old_env is None:
@@ -239,4 +261,4 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
 def options_from_args(args) -> TriageOptions:
     return TriageOptions(profile=args.profile, mode=args.mode, append=args.append, until=args.until,
                          timeout=args.timeout, out=Path(args.out), run=args.run, settle=args.settle,
-                         overrides=profiles.parse_overrides(args.set), smp=args.smp)
+                         overrides=profiles.parse_overrides(args.set), smp=args.smp, attach=args.attach)
