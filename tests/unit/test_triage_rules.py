@@ -1,0 +1,120 @@
+"""Triage rules over synthetic snapshots: each finding fires exactly when its condition holds."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gdb_rkvm.triage import report, rules
+
+STUB = 0x40A60000
+HYP = 0x4046E000
+
+
+def cpu(n, el=1, pc=0xFFFF800080010000, vbar=STUB, kind="rkvm-stub", sp_el2=0x40A61400, sym=None, esr=0x5A00004B):
+    return {"cpu": n, "summary": {"cpu": n, "el": el, "mode": f"EL{el}h", "pc": pc, "pc_symbol": sym,
+                                  "vbar_el2": vbar, "vbar_el2_kind": kind, "vbar_el2_points_at": kind,
+                                  "vbar_el2_symbol": None, "sp_el2": sp_el2},
+            "el": {"registers": {"ESR_EL2": {"value": esr}, "ELR_EL2": {"value": pc}, "FAR_EL2": {"value": 0}}},
+            "backtrace": [f"{pc:#x} <somewhere>"]}
+
+
+def snap(cpus, origins=None, stub_records=None, uses_stack=True, park=None):
+    vbars = {str(c["cpu"]): c["summary"]["vbar_el2"] for c in cpus}
+    return {"cpus": cpus, "vbar_el2": vbars, "vbar_origins": origins or {}, "hyp_stub_pa": HYP,
+            "rkvm_stub_pas": [STUB], "ram": [[0x40000000, 0xC0000000]],
+            "stub": None if stub_records is None else {"pa": STUB, "records": stub_records},
+            "el2_code_uses_stack": {f"{v:#x}": uses_stack for v in set(vbars.values())}, "module": None,
+            "rkvm_stub_park": park, "problems": [], "partial": False}
+
+
+def records(stack_top=0x40A61400):
+    return {str(n): {"hvc_count": 2, "ping_count": 0, "stack_top": stack_top, "fault": None} for n in (0, 1)}
+
+
+def codes(findings):
+    return [f.code for f in findings]
+
+
+def test_healthy_lab_has_no_findings():
+    assert rules.diagnose(snap([cpu(0), cpu(1)], stub_records=records()), {}) == []
+
+
+def test_mismatch_needs_two_nonzero_values():
+    s = snap([cpu(0), cpu(1, vbar=HYP, kind="hyp-stub")], stub_records=records())
+    f = rules.diagnose(s, {})
+    assert codes(f) == ["vbar-el2-mismatch"] and f[0].cpus == [0, 1]
+    s = snap([cpu(0), cpu(1, vbar=0, kind="unset")], stub_records=records())
+    assert "vbar-el2-mismatch" not in codes(rules.diagnose(s, {}))
+
+
+def test_vmalloc_bug_findings():
+    bad = 0x38746000
+    origin = {"va": 0xFFFF800078546000, "region": "modules", "symbol": "rkvm_stub_blob", "real_pa": 0x40CE0000}
+    s = snap([cpu(n, el=2, pc=bad + 0x200, vbar=bad, kind="not-ram", esr=0x86000010) for n in (0, 1)],
+             origins={f"{bad:#x}": origin})
+    f = rules.diagnose(s, {"el2_stuck": {0: bad + 0x200, 1: bad + 0x200}})
+    c = codes(f)
+    assert c.count("el2-parked") == 2 and "vbar-el2-not-ram" in c and "vbar-el2-from-virt-to-phys" in c
+    v2p = next(x for x in f if x.code == "vbar-el2-from-virt-to-phys")
+    assert v2p.cpus == [0, 1] and "rkvm_stub_blob" in v2p.evidence[0] and "0x40ce0000" in v2p.evidence[1]
+    parked = next(x for x in f if x.code == "el2-parked")
+    assert any("EC 0x21" in e for e in parked.evidence)   # instruction abort at EL2, decoded
+
+
+def test_parked_in_the_stub_with_its_fault_record():
+    park = STUB + 0xD18
+    rec = records()
+    rec["1"]["fault"] = {"count": 1, "esr": 0xF2000052, "elr": STUB + 0xCA8, "far": 0, "spsr": 0x3C9,
+                         "vector": 0x200, "x0": 0, "mpidr": 1}
+    s = snap([cpu(0), cpu(1, el=2, pc=park, sym="rkvm_stub_park")], stub_records=rec, park=park)
+    f = rules.diagnose(s, {})
+    assert codes(f) == ["el2-parked"] and f[0].cpus == [1]
+    assert any("BRK #0x52" in e and "vector +0x200" in e for e in f[0].evidence)
+
+
+def test_stack_unset_from_the_stub_record_or_a_zero_sp():
+    s = snap([cpu(0), cpu(1)], stub_records=records(stack_top=0))
+    f = rules.diagnose(s, {})
+    assert codes(f) == ["el2-stack-unset", "el2-stack-unset"]
+    s = snap([cpu(0, vbar=0x41000000, kind="ram", sp_el2=0)], uses_stack=True)
+    assert codes(rules.diagnose(s, {})) == ["el2-stack-unset"]
+    s = snap([cpu(0, vbar=0x41000000, kind="ram", sp_el2=0)], uses_stack=False)
+    assert rules.diagnose(s, {}) == []
+
+
+def test_panic_finding_carries_message_and_backtrace():
+    s = snap([cpu(0, sym="panic"), cpu(1)], stub_records=records())
+    f = rules.diagnose(s, {"panic": {"message": "sysrq triggered crash", "function": "panic", "cpu": 0}})
+    assert codes(f) == ["kernel-panic"] and f[0].summary == "kernel panic: sysrq triggered crash"
+    assert f[0].evidence[1].startswith("CPU 0: ")
+
+
+def test_errors_sort_before_warnings():
+    s = snap([cpu(0), cpu(1, vbar=0x38746000, kind="not-ram")], stub_records=records())
+    f = rules.diagnose(s, {})
+    assert [x.severity for x in f] == sorted((x.severity for x in f), key=lambda v: v != "error")
+
+
+vbar_values = st.sampled_from([0, STUB, HYP, 0x38746000, 0x41000000])
+kinds = {0: "unset", STUB: "rkvm-stub", HYP: "hyp-stub", 0x38746000: "not-ram", 0x41000000: "ram"}
+
+
+@given(st.lists(st.tuples(vbar_values, st.integers(0, 3), st.integers(0, 2**64 - 1)), min_size=1, max_size=8),
+       st.integers(0, 2**32 - 1))
+def test_property_rules_never_raise_and_mismatch_is_exact(cpus_spec, esr):
+    cpus = [cpu(n, el=el, pc=pc, vbar=v, kind=kinds[v], esr=esr) for n, (v, el, pc) in enumerate(cpus_spec)]
+    s = snap(cpus, stub_records={str(n): {"hvc_count": 0, "ping_count": 0, "stack_top": 1, "fault": None}
+                                 for n in range(len(cpus))})
+    f = rules.diagnose(s, {})
+    nonzero = {v for v, _, _ in cpus_spec if v}
+    assert ("vbar-el2-mismatch" in codes(f)) == (len(nonzero) > 1)
+    not_ram = sorted(n for n, (v, _, _) in enumerate(cpus_spec) if v == 0x38746000)
+    assert [x.cpus for x in f if x.code == "vbar-el2-not-ram"] == ([not_ram] if not_ram else [])
+    md = report.markdown(report.build("findings" if f else "healthy", "r", f, s, {}, {"profile": "lab"}))
+    assert md.startswith("# rkvm triage report")
+
+
+def test_report_written_atomically(tmp_path):
+    rep = report.build("healthy", "no fault found", [], None, {}, {"profile": "lab"})
+    report.write(tmp_path, rep)
+    assert (tmp_path / "report.json").exists() and (tmp_path / "report.md").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
