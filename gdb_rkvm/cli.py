@@ -150,6 +150,16 @@ def cmd_triage(args):
     return code
 
 
+def cmd_tour(args):
+    from .tour import run_tour
+    return run_tour()
+
+
+def cmd_shell(args):
+    from .shell import run_shell
+    return run_shell(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rkvm", description="gdb-rkvm: AArch64 EL1/EL2 debugging on QEMU")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
     sub.add_parser("profiles", help="list QEMU profiles").set_defaults(func=cmd_profiles)
+    sub.add_parser("tour", help="a guided walk through the EL transitions on the live lab").set_defaults(
+        func=cmd_tour)
+    p = sub.add_parser("shell", help="an interactive console on a session (completion, toolbar, serial output)")
+    _add_session_args(p)
+    p.set_defaults(func=cmd_shell)
     p = sub.add_parser("triage", help="boot, run, snapshot every CPU and name the fault in a report")
     _add_session_args(p)
     p.add_argument("--until", default="auto", help="auto | panic | hang | event:NAME | timeout")

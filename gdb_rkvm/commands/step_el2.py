@@ -135,8 +135,9 @@ Example:
             sym = f"<{s['symbol']}>" if s["symbol"] else ""
             changed = " ".join(f"{k}={v:#x}" for k, v in s["changed"].items())
             lines.append(f"{s['pc']:#x} {sym:<32} {s['insn']:<28} {changed}  {s['note']}".rstrip())
-            if args.explain and s["note"]:
-                lines.append(f"      {s['note']}")
+            why = _teach(s["insn"]) if args.explain else ""
+            if why:
+                lines.append(f"      {why}")
         tr = r["transition"]
         if tr:
             sym = f" <{tr['symbol']}>" if tr["symbol"] else ""
@@ -148,6 +149,20 @@ Example:
             lines.append("ERET restores PSTATE from SPSR_EL2 (so the EL and interrupt masks) and jumps to ELR_EL2: "
                          "the caller resumes right after its hvc, with the stub's result in x0.")
         return "\n".join(lines)
+
+
+def _teach(insn_text: str) -> str:
+    """A sentence for a learner about the instructions that matter at EL2 (--explain)."""
+    m = insn_text.split()[0]
+    if "[sp" in insn_text and m.startswith("st"):
+        return "a push on the EL2 stack: SP_EL2 must point at memory this CPU owns (set it per CPU)"
+    if "[sp" in insn_text and m.startswith("ld"):
+        return "a pop from the EL2 stack"
+    if m == "adr":
+        return "a PC-relative address: the stub works wherever it was copied, no absolute addresses"
+    if m == "br":
+        return "an indirect branch through a table computed from the function ID in x0"
+    return ""
 
 
 class _FirstEntry(HvcTracer):

@@ -1,0 +1,59 @@
+"""`rkvm shell` driven through prompt_toolkit's own pipe input, and `rkvm tour` end to end."""
+
+import subprocess
+
+import pytest
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.document import Document
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from gdb_rkvm.paths import REPO
+from gdb_rkvm.shell import RkvmCompleter, Shell, kernel_symbols
+from gdb_rkvm.target.mi import GdbMi
+from tests.conftest import no_new_qemu
+
+pytestmark = pytest.mark.lab
+
+
+def complete(completer, text):
+    return [c.text for c in completer.get_completions(Document(text), None)]
+
+
+def test_completion_of_subcommands_registers_and_symbols(lab_built):
+    symbols = kernel_symbols(str(lab_built / "kernel/vmlinux"))
+    assert "start_kernel" in symbols and len(symbols) > 10000
+    c = RkvmCompleter(lambda: symbols)
+    assert complete(c, "rkvm st") == ["status", "stub", "step-el2"]
+    assert "VBAR_EL2" in complete(c, "rkvm sysreg VBAR")
+    assert "start_kernel" in complete(c, "break start_ker")
+    assert complete(c, "rk") == ["rkvm"]
+
+
+def test_shell_round_trip(lab_built, start_lab, tmp_path):
+    sess = start_lab()
+    printed = []
+    with GdbMi() as mi, create_pipe_input() as inp:
+        with create_app_session(input=inp, output=DummyOutput()):
+            shell = Shell(mi, sess, tmp_path / "history", input=inp, output=DummyOutput(), emit=printed.append)
+            inp.send_text("rkvm status\r")
+            inp.send_text("p 6*7\r")
+            inp.send_text("quit\r")
+            assert shell.loop() == 0
+    out = "".join(printed)
+    assert "target    connected, 2 vCPUs, stopped" in out
+    assert "$1 = 42" in out
+    assert shell.toolbar.startswith("CPU0 EL2h 0x40000000")
+    assert "rkvm status" in (tmp_path / "history").read_text()   # persistent history
+
+
+def test_tour_runs_every_step(lab_built, session_dir):
+    with no_new_qemu():
+        res = subprocess.run(["python3", "-m", "gdb_rkvm.cli", "tour"], cwd=REPO, capture_output=True, text=True,
+                             timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr
+    out = res.stdout
+    for marker in ("=== 1. Reset", "the kernel's hyp-stub (__hyp_stub_vectors)", "rkvm: installed-cpu on cpu",
+                   "rkvm_vec_lower64_sync", "HVC #0x4b from EL1h", "EL2h -> EL1h via ERET",
+                   "virt_to_phys() is not valid here: this is a module address", "The end"):
+        assert marker in out, marker
