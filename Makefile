@@ -4,7 +4,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: setup stub kernel module initramfs lab gdb up down test unit e2e bench clean doctor
+.PHONY: setup stub kernel module othervisor initramfs lab kernel-kaslr module-kaslr lab-kaslr gdb up down test \
+	unit bench docs clean doctor
 
 setup:
 	@lab/setup.sh
@@ -18,10 +19,27 @@ kernel: setup
 module: kernel stub
 	@$(MAKE) -s -C module
 
-initramfs: module
-	@lab/build-initramfs.sh
+# A second hypervisor-style module, not ours (no debugger hook), for the tests.
+othervisor: kernel
+	@$(MAKE) -s -C tests/modules/othervisor
+
+initramfs: module othervisor
+	@lab/build-initramfs.sh build/initramfs.cpio.gz build/othervisor/othervisor.ko
 
 lab: initramfs
+
+# The same lab with KASLR on (lab/kaslr.config on top), for the kaslr profile and tests.
+KASLR_ENV := KERNEL_FRAGMENT="lab/kernel.config lab/kaslr.config" KERNEL_OUT=$(CURDIR)/build/kernel-kaslr
+kernel-kaslr: setup
+	@$(KASLR_ENV) lab/build-kernel.sh
+
+module-kaslr: kernel-kaslr stub
+	@$(MAKE) -s -C module KDIR=../build/kernel-kaslr OUT=../build/module-kaslr
+	@$(MAKE) -s -C tests/modules/othervisor KDIR=../../../build/kernel-kaslr OUT=../../../build/othervisor-kaslr
+
+lab-kaslr: module-kaslr
+	@KERNEL_OUT=$(CURDIR)/build/kernel-kaslr MODULE_KO=$(CURDIR)/build/module-kaslr/rkvm.ko \
+		lab/build-initramfs.sh build/initramfs-kaslr.cpio.gz build/othervisor-kaslr/othervisor.ko
 
 gdb: lab
 	$(PYTHON) -m gdb_rkvm.cli gdb
@@ -35,14 +53,18 @@ down:
 doctor: setup
 	$(PYTHON) -m gdb_rkvm.cli doctor
 
-test: lab
+test: lab lab-kaslr
 	$(PYTHON) -m pytest -q tests
 
 unit: setup stub
 	$(PYTHON) -m pytest -q tests/unit
 
 bench: lab
-	$(PYTHON) benchmarks/run.py
+	$(PYTHON) benchmarks/pagewalk.py
+	$(PYTHON) benchmarks/hvc_trace.py
+
+docs: lab
+	$(PYTHON) docs/capture.py
 
 clean:
 	rm -rf build stub/build

@@ -10,8 +10,8 @@ import gdb
 from . import session as session_mod
 from .commands import register_all
 from .errors import RkvmError
-from .target import el2_symbols, module_symbols
-from .target.gdb_state import STATE
+from .target import el2_symbols, kaslr, module_symbols, resume, vbar_watch
+from .target.gdb_state import STATE, notice, quietly
 
 
 def _say(text: str) -> None:
@@ -44,6 +44,45 @@ def connect(sess) -> None:
         raise RkvmError(f"cannot connect to QEMU's gdbstub at {sess.gdb_address}: {e}") from None
 
 
+def _kaslr_at_attach(sess) -> None:
+    """A randomized kernel's symbols are wrong until the slide is known: run the guest until it has
+    relocated itself (VBAR_EL1 set), bounded, then relocate vmlinux; check again at every stop."""
+    if not kaslr.kaslr_capable(sess.vmlinux) or "nokaslr" in sess.kernel_cmdline.split():
+        return
+    kaslr.status()["pending"] = True
+    gdb.events.stop.connect(_kaslr_on_stop)
+    line = None
+    for _ in range(50):  # 10 s of guest time at most
+        try:
+            line = kaslr.update(sess.vmlinux)
+        except RkvmError as e:
+            _say(str(e))
+            return
+        if kaslr.status().get("known_now"):
+            break
+        resume.continue_until(resume.Deadline(0.2), grace=0.0)
+    if kaslr.status().get("known_now"):
+        kaslr.status()["pending"] = False
+        _say((line or "KASLR slide found") + f" ({kaslr.status()['how']}); the guest ran to get there")
+    else:
+        _say("KASLR kernel: the slide is not known yet (VBAR_EL1 not set); symbols are not shown until it is")
+
+
+def _kaslr_on_stop(event) -> None:
+    sess = STATE.session
+    if sess is None:
+        return
+    try:
+        line = kaslr.update(sess.vmlinux)
+    except (RkvmError, gdb.error):
+        return
+    kaslr.status()["pending"] = not kaslr.status().get("known_now")
+    if line:
+        notice(line + " (the guest rebooted or just relocated itself)")
+        for text in module_symbols.load_already_loaded(list(sess.module_dirs)):
+            notice(text)
+
+
 def main() -> None:
     for setting in ("pagination off", "confirm off", "breakpoint pending on", "print pretty on"):
         _quiet(f"set {setting}")
@@ -60,8 +99,10 @@ def main() -> None:
         _say(str(e))
         return
     if gdb.lookup_global_symbol("start_kernel") is not None:
+        _kaslr_at_attach(sess)
         module_symbols.ModuleLoadBreakpoint(list(sess.module_dirs))
-        el2_symbols.InstallHookBreakpoint()
+        quietly(el2_symbols.InstallHookBreakpoint)
+        gdb.events.stop.connect(vbar_watch.on_stop)
         for line in module_symbols.load_already_loaded(list(sess.module_dirs)):
             gdb.write(line + "\n")
     _say(f"attached to {sess.profile} session (QEMU pid {sess.pid}, {sess.gdb_address}); 'help rkvm' lists commands")

@@ -1,7 +1,7 @@
 """The arm64 Linux kernel's virtual memory map (arch/arm64/include/asm/memory.h, Linux 6.x), from
 values read at run time, and its own virt_to_phys()/__pa_symbol() formulas. Pure: no GDB."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MASK64 = (1 << 64) - 1
 SZ_8M, SZ_16M, SZ_1G, SZ_2G = 8 << 20, 16 << 20, 1 << 30, 2 << 30
@@ -27,6 +27,9 @@ class KernelLayout:
     va_bits_in_use: int
     page_shift: int = 12
     struct_page_size: int = 64
+    # Where this boot allocates modules (6.x arm64: module_direct_base + 128M, module_plt_base + 2G,
+    # near the kernel image, which KASLR moves); empty means the static MODULES_VADDR window.
+    module_ranges: list = field(default_factory=list)
 
     @property
     def config_va_bits(self) -> int:
@@ -79,10 +82,12 @@ class KernelLayout:
 
     def regions(self) -> list[tuple[str, int, int]]:
         """(name, start, end) of each region, kernel image before the vmalloc area that holds it."""
+        modules = [("modules", s, e) for s, e in self.module_ranges] or \
+            [("modules", self.modules_vaddr, self.modules_end)]
         return [
             ("linear map", self.page_offset, self.page_end),
-            ("modules", self.modules_vaddr, self.modules_end),
             ("kernel image", self.kernel_start, self.kernel_end),
+            *modules,
             ("vmalloc", self.vmalloc_start, self.vmalloc_end),
             ("vmemmap", self.vmemmap_start, self.vmemmap_end),
             ("PCI I/O", self.pci_io_start, self.pci_io_start + SZ_16M),
@@ -124,6 +129,7 @@ class KernelLayout:
         return {"va_bits_in_use": self.va_bits_in_use, "config_va_bits": self.config_va_bits,
                 "page_offset": self.page_offset, "page_end": self.page_end, "phys_offset": self.phys_offset,
                 "kimage_voffset": self.kimage_voffset, "kernel_image": [self.kernel_start, self.kernel_end],
+                "module_ranges": self.module_ranges,
                 "regions": [{"name": n, "start": s, "end": e} for n, s, e in self.regions()]}
 
 

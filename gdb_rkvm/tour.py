@@ -21,9 +21,10 @@ STEPS = [
      "VBAR_EL2 is the hyp-stub.",
      ["tbreak do_init_module", "continue", "rkvm cpus"]),
     ("HVC_SET_VECTORS on one CPU",
-     "rkvm.ko copies its stub into alloc_pages() memory and asks the hyp-stub, with `hvc #0`, x0 = 0 "
-     "(HVC_SET_VECTORS), x1 = the stub's physical address, to change VBAR_EL2. VBAR_EL2 is per CPU: until every CPU has "
-     "done it, they disagree (here the other CPU may already have caught up: on_each_cpu() runs them at once).",
+     "rkvm.ko copies its stub into alloc_pages() memory and asks the hyp-stub, with `hvc #0`, "
+     "x0 = 0 (HVC_SET_VECTORS), x1 = the stub's physical address, to change VBAR_EL2. "
+     "VBAR_EL2 is per CPU: until every CPU has done it, they disagree (here the other CPU may "
+     "already have caught up: on_each_cpu() runs them at once).",
      ["rkvm run-to installed-cpu", "rkvm cpus"]),
     ("Installed everywhere",
      "on_each_cpu() repeats it on every CPU. Now an HVC from EL1 on any CPU lands at VBAR_EL2 + 0x400 "

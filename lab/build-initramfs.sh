@@ -3,10 +3,10 @@
 # Uses the kernel's own usr/gen_init_cpio so device nodes need no root.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$root/build/initramfs.cpio.gz}
+out=$(realpath -m "${1:-$root/build/initramfs.cpio.gz}")
 kdir=${KERNEL_OUT:-$root/build/kernel}
 busybox=$root/build/downloads/busybox
-ko=$root/build/module/rkvm.ko
+ko=${MODULE_KO:-$root/build/module/rkvm.ko}
 die() { echo "build-initramfs: $*" >&2; exit 1; }
 [ -x "$busybox" ] || die "$busybox missing: run 'make setup'"
 [ -f "$ko" ] || die "$ko missing: run 'make module'"

@@ -5,6 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cross=${CROSS_COMPILE:-aarch64-linux-gnu-}
+# KERNEL_FRAGMENT may list several fragments (space separated), merged in order.
 fragment=${KERNEL_FRAGMENT:-$root/lab/kernel.config}
 out=${KERNEL_OUT:-$root/build/kernel}
 tarball=${KERNEL_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
@@ -29,7 +30,7 @@ else
   fi
 fi
 
-key=$( { echo "$src_id"; cat "$fragment"; "${cross}gcc" --version | head -1; cat "$0"; } | sha256sum | cut -c1-16)
+key=$( { echo "$src_id"; cat $fragment; "${cross}gcc" --version | head -1; cat "$0"; } | sha256sum | cut -c1-16)
 if [ "$(cat "$out/.rkvm-key" 2>/dev/null)" = "$key" ] && [ -f "$out/Image" ] && [ -f "$out/vmlinux" ]; then
   echo "build-kernel: up to date ($key)"
   exit 0
@@ -39,7 +40,7 @@ echo "build-kernel: building (key $key) from $src into $out"
 rm -rf "$out"; mkdir -p "$out"
 kmake() { make -s -C "$src" O="$out" ARCH=arm64 CROSS_COMPILE="$cross" "$@"; }
 kmake tinyconfig
-ARCH=arm64 "$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$fragment" >/dev/null
+ARCH=arm64 "$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" $fragment >/dev/null
 kmake olddefconfig
 # merge_config only warns when Kconfig drops an option: the lab depends on these, so refuse.
 bad=0
@@ -51,7 +52,7 @@ while IFS= read -r line; do
   else
     grep -qx "$line" "$out/.config" || { echo "build-kernel: $line did not take ($(grep "^$name=" "$out/.config" || echo unset))" >&2; bad=1; }
   fi
-done < "$fragment"
+done < <(cat $fragment | awk -F= '/^CONFIG_/ {last[$1] = $0} END {for (k in last) print last[k]}')
 [ $bad = 0 ] || die "config fragment $fragment did not apply"
 kmake -j"$(nproc)" Image modules scripts_gdb
 cp "$out/arch/arm64/boot/Image" "$out/Image"

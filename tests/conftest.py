@@ -10,14 +10,15 @@ from gdb_rkvm import qemu_process, session
 from gdb_rkvm.paths import REPO, build_dir
 from gdb_rkvm.target.mi import GdbMi
 
-LAB_FILES = ["kernel/Image", "kernel/vmlinux", "initramfs.cpio.gz", "module/rkvm.ko"]
+LAB_FILES = ["kernel/Image", "kernel/vmlinux", "initramfs.cpio.gz", "module/rkvm.ko", "othervisor/othervisor.ko",
+             "kernel-kaslr/Image", "kernel-kaslr/vmlinux", "initramfs-kaslr.cpio.gz", "module-kaslr/rkvm.ko"]
 
 
 @pytest.fixture(scope="session")
 def lab_built():
     missing = [f for f in LAB_FILES if not (build_dir() / f).is_file()]
     if missing:
-        pytest.fail(f"lab not built ({', '.join(missing)} missing): run 'make lab' (make test does)")
+        pytest.fail(f"lab not built ({', '.join(missing)} missing): run 'make lab lab-kaslr' (make test does)")
     if not (REPO / "stub/build/el2_stub.elf").is_file():
         pytest.fail("stub not built: run 'make stub'")
     return build_dir()
@@ -36,8 +37,8 @@ def start_lab(lab_built, session_dir):
     """Factory: start_lab(mode=..., append=..., smp=...) -> Session, always stopped at teardown."""
     started = []
 
-    def start(**kwargs):
-        sess = session.start("lab", directory=session_dir, **kwargs)
+    def start(profile="lab", **kwargs):
+        sess = session.start(profile, directory=session_dir, **kwargs)
         started.append(sess)
         return sess
 
@@ -56,7 +57,7 @@ def gdb_on(lab_built):
     def attach(_sess):
         mi = GdbMi()
         opened.append(mi)
-        assert "attached to lab session" in mi.startup_output, mi.startup_output
+        assert "attached to " in mi.startup_output, mi.startup_output
         return mi
 
     yield attach

@@ -120,6 +120,7 @@ class RkvmCommand(gdb.Command):
         return str(result)
 
     def invoke(self, arg, from_tty):
+        STATE.in_command = True
         try:
             args = self.parser.parse_args(gdb.string_to_argv(arg))
             for pre in self.preconditions:
@@ -131,6 +132,11 @@ class RkvmCommand(gdb.Command):
             raise gdb.GdbError(f"rkvm {self.name}: {e}") from None
         except gdb.MemoryError as e:
             raise gdb.GdbError(f"rkvm {self.name}: {e}") from None
+        finally:
+            STATE.in_command = False
+            for line in STATE.notices:
+                gdb.write(line + "\n")
+            STATE.notices.clear()
         if result is None:
             return
         if getattr(args, "json", False):

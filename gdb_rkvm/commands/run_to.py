@@ -3,7 +3,7 @@ import gdb
 from .. import stub_abi
 from ..errors import RkvmError
 from ..target import module_symbols
-from ..target.gdb_state import STATE, StopCheckBreakpoint
+from ..target.gdb_state import STATE, StopCheckBreakpoint, quietly
 from ..target.resume import Deadline, continue_until
 from .base import CONNECTED, SESSION, RkvmCommand, only_when
 
@@ -69,7 +69,7 @@ Example:
             except gdb.error:
                 raise RkvmError("rkvm.ko is not loaded yet: hvc events need it (run-to installed-all first)") from None
         deadline = Deadline(args.timeout)
-        bp = _EventBreakpoint(stub_abi.EVENTS[args.event], args.cpu, max(1, args.count), deadline)
+        bp = quietly(lambda: _EventBreakpoint(stub_abi.EVENTS[args.event], args.cpu, max(1, args.count), deadline))
         try:
             continue_until(deadline)
         finally:

@@ -22,10 +22,11 @@ class Deadline:
         return time.monotonic() >= self.end
 
 
-def continue_until(deadline: Deadline, quiet: bool = True) -> None:
-    """`continue`, returning when the target stops; it stops by the deadline at the latest."""
+def continue_until(deadline: Deadline, quiet: bool = True, grace: float = 1.0) -> None:
+    """`continue`, returning when the target stops; it stops by the deadline (+ grace) at the latest.
+    grace=0 when no breakpoint checks the deadline (then the SIGINT is what ends the run)."""
     remaining = max(0.0, deadline.end - time.monotonic())
-    timer = threading.Timer(remaining + 1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer = threading.Timer(remaining + grace, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.daemon = True
     timer.start()
     try:

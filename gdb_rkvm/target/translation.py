@@ -113,10 +113,15 @@ def kernel_layout(cpu: int | None = None) -> KernelLayout:
         page_size = int(gdb.parse_and_eval("sizeof(struct page)"))
     except gdb.error:
         page_size = 64
+    module_ranges = []
+    for name, size in (("module_direct_base", 128 << 20), ("module_plt_base", 2 << 30)):
+        base = t.read_u64_symbol(name)
+        if base:
+            module_ranges.append((base, base + size))
     layout = KernelLayout(page_offset=page_offset_from(needed["high_memory"], dram_end, needed["memstart_addr"]),
                           phys_offset=needed["memstart_addr"], kimage_voffset=needed["kimage_voffset"],
                           kernel_start=text, kernel_end=end, va_bits_in_use=geo.ia_bits,
-                          page_shift=geo.page_shift, struct_page_size=page_size)
+                          page_shift=geo.page_shift, struct_page_size=page_size, module_ranges=module_ranges)
     STATE.stop_cache[key] = layout
     return layout
 

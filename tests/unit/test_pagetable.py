@@ -248,3 +248,14 @@ def test_property_full_map_equals_page_by_page_walks(geo, pages):
         w = walk(b, slot * g)
         expected[slot * g] = (w.pa, w.leaf.attrs["AP"])
     assert covered == expected
+
+
+def test_kernel_layout_with_kaslr_module_ranges():
+    from gdb_rkvm.kernel_layout import KernelLayout
+    text, end = 0xFFFF_CFEB_E000_0000, 0xFFFF_CFEB_E054_0000
+    direct = 0xFFFF_CFEB_D800_0000
+    lay = KernelLayout(0xFFFF_0000_0000_0000, 0x4000_0000, 0xFFFF_CFEB_9FE0_0000, text, end, 48,
+                       module_ranges=[(direct, direct + (128 << 20)), (text - (1 << 30), text + (1 << 30))])
+    assert lay.region(0xFFFF_CFEB_D99E_C560) == "modules"
+    assert lay.region(text + 0x10800) == "kernel image"   # the image sits inside the PLT window
+    assert lay.region(0xFFFF_8000_8056_9000) == "vmalloc"

@@ -1,0 +1,98 @@
+"""Notice when VBAR_EL2 moves, with no help from the module that moved it: compare every CPU's
+VBAR_EL2 at each stop, and say what the new vectors are (RAM or not, which module or allocation
+they fall in, their first instructions)."""
+
+import gdb
+
+from ..arch import disasm
+from ..errors import RkvmError
+from ..vbar_el2 import classify
+from . import gdb_target as t
+from . import kernel_facts, module_symbols, translation
+from .gdb_state import STATE, notice
+
+MOD_MEM_TYPES = {0: ".text", 1: ".data", 2: ".rodata", 3: ".data..ro_after_init", 4: ".init.text",
+                 5: ".init.data", 6: ".init.rodata"}
+
+
+def module_pages() -> dict[int, tuple[str, str, int]]:
+    """{page PA: (module, memory type, offset of the page)} for every loaded module's memory."""
+    out = {}
+    try:
+        mods = module_symbols.loaded_modules()
+    except (gdb.error, RkvmError):
+        return out
+    for mod in mods:
+        name = mod["name"].string()
+        for kind, label in MOD_MEM_TYPES.items():
+            try:
+                base, size = int(mod["mem"][kind]["base"]), int(mod["mem"][kind]["size"])
+            except gdb.error:
+                continue
+            for off in range(0, size, 4096):
+                try:
+                    w = translation.translate(base + off)
+                except RkvmError:
+                    continue
+                if not w["fault"]:
+                    out[w["pa"] & ~0xFFF] = (name, label, off)
+    return out
+
+
+def describe(vbar: int) -> dict:
+    """What the vector table at PA `vbar` is: classification, owner, first instructions of +0x400."""
+    marks = kernel_facts.landmarks([vbar])
+    target = classify(vbar, marks)
+    owner = None
+    pages = module_pages()
+    if vbar & ~0xFFF in pages:
+        mod, label, off = pages[vbar & ~0xFFF]
+        owner = f"module {mod} ({label}+{off + (vbar & 0xFFF):#x})"
+    elif target.kind == "ram":
+        try:
+            va = translation.kernel_layout().phys_to_virt(vbar)
+            owner = f"a page of RAM outside any module image (linear map VA {va:#x}: alloc_pages/kmalloc memory)"
+        except RkvmError:
+            owner = "a page of RAM outside any module image"
+    insns = []
+    try:
+        code = t.read_physical(vbar + 0x400, 12)
+        insns = [i.text() for i in disasm.disassemble(code, vbar + 0x400)]
+    except RkvmError:
+        pass
+    return {"vbar": vbar, "kind": target.kind, "what": target.text, "owner": owner,
+            "lower64_sync": insns, "symbol": kernel_facts.el2_symbol(vbar + 0x400, marks)}
+
+
+def format_move(cpus: list[int], old: int, new: dict) -> str:
+    what = new["owner"] or new["what"]
+    code = "; ".join(new["lower64_sync"]) or "unreadable"
+    sym = f" <{new['symbol']}>" if new["symbol"] else ""
+    return (f"rkvm: VBAR_EL2 moved on CPU {', '.join(map(str, cpus))}: {old:#x} -> {new['vbar']:#x}: {what}; "
+            f"+0x400{sym}: {code}")
+
+
+def on_stop(event=None) -> None:
+    """Stop-event handler: report moves since the last stop (not 0 -> hyp-stub, which is boot)."""
+    seen = STATE.__dict__.setdefault("vbar_seen", {})
+    try:
+        now = {cpu: t.read_register("VBAR_EL2", cpu) for cpu, _ in t.cpu_threads()}
+    except (RkvmError, gdb.error):
+        return
+    moved: dict[int, list[int]] = {}
+    for cpu, v in now.items():
+        old = seen.get(cpu, 0)
+        if v != old and v:
+            moved.setdefault((old, v), []).append(cpu)
+    seen.update(now)
+    hyp = kernel_facts.hyp_stub_pa()
+    for (old, new), cpus in moved.items():
+        if old == 0 and new == hyp:
+            continue
+        try:
+            info = describe(new)
+        except (RkvmError, gdb.error) as e:
+            notice(f"rkvm: VBAR_EL2 moved on CPU {', '.join(map(str, cpus))} to {new:#x} ({e})")
+            continue
+        STATE.__dict__.setdefault("vbar_moves", []).append({"cpus": cpus, "old": old, **info})
+        notice(format_move(cpus, old, info))
