@@ -5,31 +5,13 @@ three are measured in the same stop of the same guest. Prints ratios (no absolut
 Usage: python3 benchmarks/pagewalk.py
 """
 
-import json
-import os
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gdb_rkvm import session  # noqa: E402
-from gdb_rkvm.paths import REPO  # noqa: E402
+from common import run_in_lab
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["RKVM_SESSION_DIR"] = tmp
-        out = Path(tmp) / "result.json"
-        session.start("lab", directory=Path(tmp))
-        try:
-            subprocess.run(["gdb-multiarch", "-nx", "-q", "-batch", "-x", str(REPO / "rkvm.py"),
-                            "-ex", "rkvm run-to installed-all", "-x", str(REPO / "benchmarks/pagewalk_gdb.py")],
-                           env={**os.environ, "RKVM_BENCH_OUT": str(out)}, check=True, timeout=600,
-                           capture_output=True)
-            r = json.loads(out.read_text())
-        finally:
-            session.stop(Path(tmp))
+    r = run_in_lab("pagewalk_gdb.py")
     print(f"TTBR1_EL1: {r['tables']} tables ({r['bytes']} bytes), {r['mappings']} coalesced ranges")
     print(f"rkvm vmmap (whole-table reads):  {r['rkvm_seconds'] * 1000:8.1f} ms  {r['rkvm_reads']:6d} reads")
     print(f"raw read of the same tables:      {r['raw_seconds'] * 1000:8.1f} ms  {r['tables']:6d} reads")

@@ -50,20 +50,20 @@ def _kaslr_at_attach(sess) -> None:
     if not kaslr.kaslr_capable(sess.vmlinux) or "nokaslr" in sess.kernel_cmdline.split():
         return
     kaslr.status()["pending"] = True
-    gdb.events.stop.connect(_kaslr_on_stop)
-    line = None
     for _ in range(50):  # 10 s of guest time at most
         try:
-            line = kaslr.update(sess.vmlinux)
+            kaslr.update(sess.vmlinux)
         except RkvmError as e:
             _say(str(e))
             return
         if kaslr.status().get("known_now"):
             break
         resume.continue_until(resume.Deadline(0.2), grace=0.0)
-    if kaslr.status().get("known_now"):
-        kaslr.status()["pending"] = False
-        _say((line or "KASLR slide found") + f" ({kaslr.status()['how']}); the guest ran to get there")
+    gdb.events.stop.connect(_kaslr_on_stop)  # after: a reboot moves the kernel again
+    st = kaslr.status()
+    if st.get("known_now"):
+        st["pending"] = False
+        _say(f"KASLR slide {st['slide']:#x}: vmlinux symbols relocated ({st['how']}); the guest ran to get there")
     else:
         _say("KASLR kernel: the slide is not known yet (VBAR_EL1 not set); symbols are not shown until it is")
 

@@ -85,3 +85,21 @@ def no_new_qemu():
 def _qemu_pids():
     out = subprocess.run(["pgrep", "-f", "qemu-system-aarch64"], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
+
+
+def js(out: str):
+    """The JSON object a command printed (with --json), ignoring GDB's own lines around it."""
+    import json
+    return json.loads(out[out.index("{"):out.rindex("}") + 1])
+
+
+@pytest.fixture
+def installed_lab(start_lab, gdb_on):
+    """Factory: a lab booted to rkvm.ko's installed-all event, GDB attached and stopped there.
+    Returns (session, GdbMi, the event)."""
+    def boot(**kwargs):
+        sess = start_lab(**kwargs)
+        mi = gdb_on(sess)
+        event = js(mi.check("rkvm run-to installed-all --json", timeout=90))
+        return sess, mi, event
+    return boot

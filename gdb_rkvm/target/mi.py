@@ -84,13 +84,17 @@ class GdbMi:
             raise RkvmError(f"GDB is gone ({e})") from None
         return token
 
+    def _read(self, timeout: float) -> list:
+        """The MI records GDB wrote within `timeout` seconds (maybe none)."""
+        try:
+            return self.controller.get_gdb_response(timeout_sec=timeout, raise_error_on_timeout=False)
+        except (OSError, ValueError) as e:
+            raise RkvmError(f"GDB is gone ({e})") from None
+
     def _until_result(self, token: int, deadline: float, command: str) -> list:
         records = []
         while True:
-            try:
-                batch = self.controller.get_gdb_response(timeout_sec=0.2, raise_error_on_timeout=False)
-            except (OSError, ValueError) as e:
-                raise RkvmError(f"GDB is gone ({e})") from None
+            batch = self._read(0.2)
             records += batch
             if any(r.get("type") == "result" and r.get("token") == token for r in batch):
                 # keep the result record last, so callers find it at records[-1]
@@ -124,10 +128,7 @@ class GdbMi:
         interrupted = False
         records = []
         while True:
-            try:
-                batch = self.controller.get_gdb_response(timeout_sec=0.1, raise_error_on_timeout=False)
-            except (OSError, ValueError) as e:
-                raise RkvmError(f"GDB is gone ({e})") from None
+            batch = self._read(0.1)
             records += batch
             for r in batch:
                 if r.get("type") == "result" and r.get("token") == token and r.get("message") == "error":

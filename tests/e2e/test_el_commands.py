@@ -1,32 +1,17 @@
 """`rkvm cpus`, `el`, `sysreg`, `esr`, `vectors` and the convenience functions on the live lab."""
 
-import json
 import threading
 
 import pytest
 
 from gdb_rkvm import session, stub_abi
+from tests.conftest import js
 
 pytestmark = pytest.mark.lab
 
 
-def js(out: str):
-    return json.loads(out[out.index("{"):out.rindex("}") + 1])
-
-
-@pytest.fixture
-def booted(start_lab, gdb_on):
-    """Factory: a lab booted to rkvm.ko's installed-all event, with GDB attached and stopped there."""
-    def boot(**kwargs):
-        sess = start_lab(**kwargs)
-        mi = gdb_on(sess)
-        event = js(mi.check("rkvm run-to installed-all --json", timeout=90))
-        return sess, mi, event
-    return boot
-
-
-def test_cpus_shows_the_stub_on_every_cpu(booted):
-    _, mi, event = booted()
+def test_cpus_shows_the_stub_on_every_cpu(installed_lab):
+    _, mi, event = installed_lab()
     r = js(mi.check("rkvm cpus --json"))
     assert [c["cpu"] for c in r["cpus"]] == [0, 1]
     for c in r["cpus"]:
@@ -44,8 +29,8 @@ def test_cpus_shows_the_stub_on_every_cpu(booted):
     assert "the rkvm EL2 stub" in text and "warning" not in text
 
 
-def test_cpus_warns_when_cpus_disagree(booted):
-    _, mi, event = booted(mode="one-cpu")
+def test_cpus_warns_when_cpus_disagree(installed_lab):
+    _, mi, event = installed_lab(mode="one-cpu")
     r = js(mi.check("rkvm cpus --json"))
     kinds = sorted(c["vbar_el2_kind"] for c in r["cpus"])
     assert kinds == ["hyp-stub", "rkvm-stub"]
@@ -71,8 +56,8 @@ def test_cpus_flags_vbar_outside_ram_in_vmalloc_mode(start_lab, gdb_on):
     assert sum("is not RAM" in w for w in r["warnings"]) == 2
 
 
-def test_vectors_el2_names_the_stub_slots(booted):
-    _, mi, event = booted()
+def test_vectors_el2_names_the_stub_slots(installed_lab):
+    _, mi, event = installed_lab()
     r = js(mi.check("rkvm vectors el2 --json --count 2"))
     assert r["physical"] and r["vbar"] == event["stub_pa"]
     slots = {s["offset"]: s for s in r["slots"]}
@@ -86,8 +71,8 @@ def test_vectors_el2_names_the_stub_slots(booted):
     assert el1["slots"][0]["symbol"] == "vectors"
 
 
-def test_el_and_sysreg_read_live_registers(booted):
-    _, mi, event = booted()
+def test_el_and_sysreg_read_live_registers(installed_lab):
+    _, mi, event = installed_lab()
     cpu = event["cpu"]
     r = js(mi.check(f"rkvm el --cpu {cpu} --json"))
     assert r["cpu"] == cpu and r["el"] == 1 and r["el2_mmu_on"] is False
@@ -107,8 +92,8 @@ def test_el_and_sysreg_read_live_registers(booted):
     assert mi.check("p $rkvm_el()").strip().endswith("= 1")
 
 
-def test_esr_after_a_ping_hvc(booted):
-    sess, mi, _ = booted()
+def test_esr_after_a_ping_hvc(installed_lab):
+    sess, mi, _ = installed_lab()
     mi.check("detach")          # let the guest boot to its shell
     session.serial_wait(sess, "RKVM-LAB: shell ready", timeout=60)
     mi2 = __import__("gdb_rkvm.target.mi", fromlist=["GdbMi"]).GdbMi()
@@ -133,8 +118,8 @@ def test_esr_after_a_ping_hvc(booted):
         mi2.close()
 
 
-def test_bad_input_is_one_line(booted):
-    _, mi, _ = booted()
+def test_bad_input_is_one_line(installed_lab):
+    _, mi, _ = installed_lab()
     for cmd, words in [("rkvm sysreg VBAR_EL", "unknown system register 'VBAR_EL' (closest: VBAR_EL3, VBAR_EL2"),
                        ("rkvm esr zz", "'zz' is not a valid ESR value"),
                        ("rkvm esr 0x1ffffffffffffffff", "does not fit in 64 bits"),

@@ -1,21 +1,17 @@
 """`rkvm stub`, `hvc catch`, `step-el2`, `hvc trace`, `trace-el` on the live lab, driven by real HVCs
 that the guest issues through rkvm.ko's debugfs file."""
 
-import json
 import re
 import threading
 
 import pytest
 
 from gdb_rkvm import session, stub_abi
+from tests.conftest import js
 
 pytestmark = pytest.mark.lab
 IMM = stub_abi.value("RKVM_HVC_IMM")
 XOR = stub_abi.value("RKVM_PING_XOR")
-
-
-def js(out: str):
-    return json.loads(out[out.index("{"):out.rindex("}") + 1])
 
 
 def run_while_typing(mi, sess, command: str, line: str, timeout: float = 90):
@@ -33,20 +29,10 @@ def run_while_typing(mi, sess, command: str, line: str, timeout: float = 90):
     return result["res"], mark
 
 
-@pytest.fixture
-def installed(start_lab, gdb_on):
-    def boot(**kwargs):
-        sess = start_lab(**kwargs)
-        mi = gdb_on(sess)
-        event = js(mi.check("rkvm run-to installed-all --json", timeout=90))
-        return sess, mi, event
-    return boot
-
-
-def test_stub_symbols_at_the_physical_address(installed):
-    _, mi, event = installed()
+def test_stub_symbols_at_the_physical_address(installed_lab):
+    _, mi, event = installed_lab()
     r = js(mi.check("rkvm stub --json"))
-    assert [c["installed"] for c in r["cpus"]] == [True, True]
+    assert [c["installed_lab"] for c in r["cpus"]] == [True, True]
     assert r["stub_pa"] == event["stub_pa"]
     assert "rkvm_vec_lower64_sync in section .text" in mi.check("info symbol $VBAR_EL2 + 0x400")
     addr = int(mi.check("p/x &rkvm_stub_ping").split("=")[1].split()[0], 16)
@@ -54,8 +40,8 @@ def test_stub_symbols_at_the_physical_address(installed):
     assert "el2_stub.S" in mi.check("info line *($VBAR_EL2 + 0xb00)")
 
 
-def test_catch_a_ping_then_step_it_back_to_el1(installed):
-    sess, mi, _ = installed()
+def test_catch_a_ping_then_step_it_back_to_el1(installed_lab):
+    sess, mi, _ = installed_lab()
     armed = mi.check(f"rkvm hvc catch --imm {IMM:#x}")
     assert f"imm16 == {IMM:#x}" in armed
     res, mark = run_while_typing(mi, sess, "continue", "echo ping 0x77 > /sys/kernel/debug/rkvm/hvc; "
@@ -83,8 +69,8 @@ def test_catch_a_ping_then_step_it_back_to_el1(installed):
     assert int(m.group(1), 16) == tr2["x0"]
 
 
-def test_trace_twenty_pings(installed):
-    sess, mi, _ = installed()
+def test_trace_twenty_pings(installed_lab):
+    sess, mi, _ = installed_lab()
     res, _ = run_while_typing(mi, sess, "rkvm hvc trace --count 20 --seconds 60",
                               "echo burst 20 > /sys/kernel/debug/rkvm/hvc", timeout=120)
     assert res.ok, res.error
@@ -96,8 +82,8 @@ def test_trace_twenty_pings(installed):
     assert re.search(r"RKVM_HVC_PING\s+20", res.output)
 
 
-def test_trace_el_timeline(installed):
-    sess, mi, _ = installed()
+def test_trace_el_timeline(installed_lab):
+    sess, mi, _ = installed_lab()
     res, _ = run_while_typing(mi, sess, "rkvm trace-el --count 2 --json", "echo burst 2 > /sys/kernel/debug/rkvm/hvc")
     events = js(res.output)["events"]
     kinds = [e["kind"] for e in events]
@@ -110,11 +96,11 @@ def test_trace_el_timeline(installed):
 
 def test_stub_in_vmalloc_mode_explains_the_wrong_vbar(start_lab, gdb_on):
     mi = gdb_on(start_lab(mode="vmalloc"))
-    mi.check("rkvm run-to installed-cpu", timeout=90)
+    mi.check("rkvm run-to installed_lab-cpu", timeout=90)
     r = js(mi.check("rkvm stub --json"))
     written = int(mi.check("p/x rkvm_debug.vbar_written").split("=")[1], 16)
     cpu = next(c for c in r["cpus"] if c["vbar_el2"] == written)
-    assert not cpu["installed"]
+    assert not cpu["installed_lab"]
     assert "virt_to_phys(" in cpu["why_not"] and "a modules address" in cpu["why_not"]
     assert "<rkvm_stub_blob>" in cpu["why_not"]
     assert f"the stub page is at PA {r['stub_pa']:#x}" in cpu["why_not"]
