@@ -136,7 +136,12 @@ def _drive(mi: GdbMi, sess: session.Session, opts: TriageOptions, ctx: dict) -> 
     deadline = time.monotonic() + opts.timeout
     typed_at = None
     while True:
-        stop = mi.run_for(min(2.0, max(0.2, deadline - time.monotonic())))
+        try:
+            stop = mi.run_for(min(2.0, max(0.2, deadline - time.monotonic())))
+        except RkvmError as e:
+            if not sess.alive():
+                raise RkvmError("QEMU is gone (killed or crashed) during the run") from None
+            raise RkvmError(f"the run failed: {e}") from None
         watch.tick()
         func = (stop.get("frame") or {}).get("func")
         if stop.get("reason") == "breakpoint-hit" and func in ("panic", "die"):
@@ -239,7 +244,10 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
         rep = report.build(status, reason, findings, snap, ctx, run_info)
         code = 1 if findings else 0
     except (RkvmError, OSError) as e:
-        rep = report.build("failed", str(e), [], snap, ctx, run_info)
+        reason = str(e)
+        if sess is not None and not sess.alive() and "QEMU is gone" not in reason:
+            reason = f"QEMU is gone (killed or crashed) during the run ({reason})"
+        rep = report.build("failed", reason, [], snap, ctx, run_info)
         code = 2
     finally:
         if ctx.get("console") is not None:

@@ -32,7 +32,7 @@ def run_while_typing(mi, sess, command: str, line: str, timeout: float = 90):
 def test_stub_symbols_at_the_physical_address(installed_lab):
     _, mi, event = installed_lab()
     r = js(mi.check("rkvm stub --json"))
-    assert [c["installed_lab"] for c in r["cpus"]] == [True, True]
+    assert [c["installed"] for c in r["cpus"]] == [True, True]
     assert r["stub_pa"] == event["stub_pa"]
     assert "rkvm_vec_lower64_sync in section .text" in mi.check("info symbol $VBAR_EL2 + 0x400")
     addr = int(mi.check("p/x &rkvm_stub_ping").split("=")[1].split()[0], 16)
@@ -96,11 +96,11 @@ def test_trace_el_timeline(installed_lab):
 
 def test_stub_in_vmalloc_mode_explains_the_wrong_vbar(start_lab, gdb_on):
     mi = gdb_on(start_lab(mode="vmalloc"))
-    mi.check("rkvm run-to installed_lab-cpu", timeout=90)
+    mi.check("rkvm run-to installed-cpu", timeout=90)
     r = js(mi.check("rkvm stub --json"))
     written = int(mi.check("p/x rkvm_debug.vbar_written").split("=")[1], 16)
     cpu = next(c for c in r["cpus"] if c["vbar_el2"] == written)
-    assert not cpu["installed_lab"]
+    assert not cpu["installed"]
     assert "virt_to_phys(" in cpu["why_not"] and "a modules address" in cpu["why_not"]
     assert "<rkvm_stub_blob>" in cpu["why_not"]
     assert f"the stub page is at PA {r['stub_pa']:#x}" in cpu["why_not"]
