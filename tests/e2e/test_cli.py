@@ -54,3 +54,40 @@ def test_doctor_lists_tools_with_versions():
     assert rows["gdb-multiarch"]["ok"] and "GNU gdb" in rows["gdb-multiarch"]["version"]
     assert rows["python:capstone"]["ok"]
     assert res.returncode == (0 if all(r["ok"] for r in rows.values()) else 1)
+
+
+def test_console_types_into_the_guest(start_lab):
+    """`rkvm console` in a pseudo-terminal: a line typed there runs in the guest's shell; Ctrl-] leaves."""
+    import os
+    import pty
+    import select
+    import time
+
+    from gdb_rkvm import session
+    from gdb_rkvm.target.mi import GdbMi
+    sess = start_lab()
+    with GdbMi() as mi:
+        mi.check("rkvm run-to installed-all", timeout=90)
+        mi.check("detach")
+    log = session.serial_wait(sess, "RKVM-LAB: shell ready", timeout=60)
+    session.serial_wait(sess, "/ # ", timeout=30, start=log.index("RKVM-LAB: shell ready"))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(["python3", "-m", "gdb_rkvm.cli", "console"], cwd=REPO, stdin=slave, stdout=slave,
+                            stderr=subprocess.PIPE)
+    os.close(slave)
+    seen = b""
+    try:
+        time.sleep(0.5)
+        os.write(master, b"echo hello-$((6*7))\r")
+        deadline = time.monotonic() + 20
+        while b"hello-42" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                seen += os.read(master, 4096)
+        os.write(master, b"\x1d")
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert b"hello-42" in seen, seen[-500:]
