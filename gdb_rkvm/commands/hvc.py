@@ -3,9 +3,9 @@ import time
 import gdb
 
 from ..errors import RkvmError
-from ..target import el2_traps
+from ..target import el2_symbols, el2_traps
 from ..target import gdb_target as t
-from ..target.gdb_state import STATE, StopCheckBreakpoint
+from ..target.gdb_state import STATE, StopCheckBreakpoint, notice
 from ..target.resume import Deadline, continue_until
 from .base import CONNECTED, STOPPED, RkvmCommand, only_when, parse_int
 
@@ -54,6 +54,14 @@ class HvcCatch:
     def __init__(self, flt: HvcFilter):
         self.filter, self.bps, self.last = flt, {}, None
         gdb.events.stop.connect(self._on_stop)
+        el2_symbols.InstallHookBreakpoint.listeners.append(self._vbar_moved)
+
+    def _vbar_moved(self, vbar: int) -> bool:
+        """rkvm.ko installed new vectors: stop (and re-arm at that stop) unless already covered."""
+        if vbar + LOWER_A64_SYNC in self.bps:
+            return False
+        notice(f"rkvm: VBAR_EL2 changed to {vbar:#x}: hvc catch moves there (continue to go on)")
+        return True
 
     def arm(self) -> list[int]:
         wanted = {v + LOWER_A64_SYNC for v in el2_traps.vbar_el2_by_cpu().values()}
@@ -84,6 +92,8 @@ class HvcCatch:
             bp.delete()
         self.bps.clear()
         gdb.events.stop.disconnect(self._on_stop)
+        if self._vbar_moved in el2_symbols.InstallHookBreakpoint.listeners:
+            el2_symbols.InstallHookBreakpoint.listeners.remove(self._vbar_moved)
 
 
 def _hvc_catch() -> HvcCatch | None:

@@ -55,7 +55,7 @@ class InstallHookBreakpoint(StopCheckBreakpoint):
     """Internal breakpoint on rkvm.ko's rkvm_debug_event: on an install event, (re)load the stub's
     symbols at the stub PA the module reports, and tell listeners (hvc catch) that VBAR_EL2 moved."""
 
-    listeners: list = []
+    listeners: list = []   # callables(new_vbar) -> True when they need the target stopped
 
     def __init__(self):
         super().__init__("rkvm_debug_event", internal=True)
@@ -70,9 +70,10 @@ class InstallHookBreakpoint(StopCheckBreakpoint):
                     line = load_rkvm_stub(pa)
                     if line:
                         gdb.write(line + "\n")
-            if event in (1, 4):
-                for listener in list(self.listeners):
-                    listener()
+            if event == 1:  # installed-cpu: VBAR_EL2 of that CPU is now x3
+                vbar = int(gdb.parse_and_eval("$x3")) & ((1 << 64) - 1)
+                # a listener (hvc catch) that must move its breakpoints asks for a stop: it re-arms there
+                return any(listener(vbar) for listener in list(self.listeners))
         except gdb.error as e:
             gdb.write(f"rkvm: stub symbols not updated: {e}\n")
         return False

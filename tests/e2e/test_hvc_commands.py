@@ -104,3 +104,16 @@ def test_stub_in_vmalloc_mode_explains_the_wrong_vbar(start_lab, gdb_on):
     assert "virt_to_phys(" in cpu["why_not"] and "a modules address" in cpu["why_not"]
     assert "<rkvm_stub_blob>" in cpu["why_not"]
     assert f"the stub page is at PA {r['stub_pa']:#x}" in cpu["why_not"]
+
+
+def test_catch_armed_at_reset_follows_the_install(start_lab, gdb_on):
+    """Armed before any vectors exist, the catch moves to the stub when rkvm.ko installs it, then
+    catches the module's own first rkvm HVC (RKVM_HVC_SET_STACK on that CPU)."""
+    mi = gdb_on(start_lab())
+    assert "nowhere yet" in mi.check(f"rkvm hvc catch --imm {IMM:#x}")
+    moved = mi.console("continue", timeout=90)
+    assert moved.ok and "hvc catch moves there" in moved.output, moved.output
+    caught = mi.console("continue", timeout=90)
+    assert f"HVC #{IMM:#x} from EL1h" in caught.output, caught.output
+    tr = js(mi.check("rkvm hvc last --json"))
+    assert tr["function"] == "RKVM_HVC_SET_STACK" and tr["caller_symbol"].startswith("rkvm_hvc")
