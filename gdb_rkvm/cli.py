@@ -21,13 +21,13 @@ def _add_session_args(p):
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a profile variable")
 
 
-def _start(args) -> session.Session:
+def _start(args, outlive: bool = False) -> session.Session:
     return session.start(args.profile, mode=args.mode, smp=args.smp, append=args.append,
-                         overrides=profiles.parse_overrides(args.set))
+                         overrides=profiles.parse_overrides(args.set), outlive=outlive)
 
 
 def cmd_up(args):
-    sess = _start(args)
+    sess = _start(args, outlive=True)  # the user asked for a running session
     print(f"rkvm: QEMU pid {sess.pid} paused at reset; gdbstub {sess.gdb_address}; "
           f"serial log {sess.serial_log}")
     print("rkvm: attach with: gdb-multiarch -x rkvm.py   (end with: rkvm down)")
@@ -98,7 +98,7 @@ def cmd_gdb(args, gdb_args):
         raise RkvmError("gdb-multiarch not found: run 'make setup'")
     started = None
     if session.current() is None:
-        started = _start(args)
+        started = _start(args, outlive=args.keep)
         print(f"rkvm: started QEMU pid {started.pid} (ends when GDB exits; --keep to keep it)")
     try:
         # GDB must get Ctrl-C (to interrupt the guest); we only wait for it.
@@ -198,7 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt  # so `finally` blocks end QEMU and GDB on a SIGTERM too
+
+
 def main(argv=None) -> int:
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     try:

@@ -56,12 +56,26 @@ def is_qemu(pid: int) -> bool:
         return False
 
 
-def spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
-    """Start QEMU in its own session (so a terminal's Ctrl-C goes to us, not to it)."""
+_PRCTL = []
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the process that started us dies (Linux PR_SET_PDEATHSIG), so
+    a command killed outright (SIGKILL, a CI timeout) still leaves no QEMU behind. prctl was looked
+    up in the parent: loading a library between fork and exec can deadlock."""
+    _PRCTL[0](1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+
+
+def spawn(argv: list[str], log_path: Path, outlive_parent: bool = False) -> subprocess.Popen:
+    """Start QEMU in its own session (so a terminal's Ctrl-C goes to us, not to it). Unless asked to
+    outlive the caller (`rkvm up`), it dies with the process that started it."""
+    if not _PRCTL:
+        import ctypes
+        _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
     log = open(log_path, "wb")
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=None if outlive_parent else _die_with_parent)
     except FileNotFoundError:
         raise RkvmError(f"{argv[0]} not found: run 'make setup'") from None
     finally:

@@ -119,8 +119,9 @@ def build_argv(profile: profiles.Profile, port: int, directory: Path, append: st
 
 
 def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = None, append: str = "",
-          overrides: dict | None = None, directory: Path | None = None) -> Session:
-    """Start QEMU paused at reset and record the session. Refuses if one is already running."""
+          overrides: dict | None = None, directory: Path | None = None, outlive: bool = False) -> Session:
+    """Start QEMU paused at reset and record the session. Refuses if one is already running.
+    outlive=True (`rkvm up`) keeps QEMU running after this process ends; otherwise it dies with it."""
     directory = directory or session_dir()
     if current(directory):
         raise RkvmError("a session is already running (see 'rkvm status'; end it with 'rkvm down')")
@@ -137,7 +138,7 @@ def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = 
     for _ in range(3):  # the free port can be taken between our probe and QEMU's bind
         port = qemu_process.free_loopback_port()
         argv = build_argv(profile, port, directory, append, smp)
-        proc = qemu_process.spawn(argv, directory / "qemu.log")
+        proc = qemu_process.spawn(argv, directory / "qemu.log", outlive_parent=outlive)
         try:
             qemu_process.wait_listening(proc, port, directory / "qemu.log")
         except RkvmError as e:

@@ -132,3 +132,24 @@ def test_unload_puts_back_the_hyp_stub_vectors(start_lab, gdb_on):
     mi2 = gdb_on(sess)
     for t in (1, 2):
         assert _vbar_el2(mi2, t) == hyp_pa
+
+
+def test_qemu_dies_with_a_killed_command(lab_built, tmp_path):
+    """A command killed outright (SIGKILL: no finally runs) still leaves no QEMU; `rkvm up` does."""
+    import signal
+    import subprocess
+    import time
+
+    from gdb_rkvm.paths import REPO
+    script = ("import sys, time; from pathlib import Path; from gdb_rkvm import session; "
+              f"s = session.start('lab', directory=Path('{tmp_path}/s')); print(s.pid, flush=True); time.sleep(60)")
+    proc = subprocess.Popen(["python3", "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    pid = int(proc.stdout.readline())
+    assert qemu_process.alive(pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for _ in range(50):
+        if not qemu_process.alive(pid):
+            break
+        time.sleep(0.1)
+    assert not qemu_process.alive(pid)
