@@ -30,11 +30,23 @@ def load_symbols(sess) -> None:
         return
     from .elf_check import check_vmlinux
     check_vmlinux(vmlinux)
-    if sess.gdb_scripts:
-        scripts_dir = Path(sess.gdb_scripts).resolve().parent
-        _quiet(f"add-auto-load-safe-path {scripts_dir}")
-        _quiet(f"add-auto-load-safe-path {Path(sess.gdb_scripts).parent}")
+    # GDB's own auto-load of vmlinux-gdb.py, nested inside this script, runs it with rkvm.py's
+    # __file__, so its `scripts/gdb` import path points here: load it ourselves with its own name.
+    _quiet("set auto-load python-scripts off")
     _quiet(f"file {vmlinux}")
+    _quiet("set auto-load python-scripts on")
+    if sess.gdb_scripts and Path(sess.gdb_scripts).is_file():
+        load_kernel_helpers(Path(sess.gdb_scripts))
+
+
+def load_kernel_helpers(script: Path) -> None:
+    """Run the kernel's vmlinux-gdb.py (the lx-* commands) with __file__ set to its path."""
+    import sys
+    try:
+        code = compile(script.read_text(), str(script), "exec")
+        exec(code, {"__file__": str(script), "__name__": "__main__", "gdb": gdb, "sys": sys})
+    except Exception as e:  # noqa: BLE001  the kernel's script: any failure is reported, not fatal
+        _say(f"the kernel's GDB helpers (lx-*) did not load from {script}: {e}")
 
 
 def connect(sess) -> None:

@@ -65,7 +65,11 @@ def apply(vmlinux: str, slide: int) -> str:
     if st.get("known") and st.get("slide") == slide:
         return f"rkvm: KASLR slide {slide:#x} already applied"
     offset = slide if slide < KERNEL_HALF else slide - (1 << 64)
-    gdb.execute(f"symbol-file -o {offset:#x} {vmlinux}", to_string=True)
+    gdb.execute("set auto-load python-scripts off", to_string=True)  # the lx-* helpers are loaded already
+    try:
+        gdb.execute(f"symbol-file -o {offset:#x} {vmlinux}", to_string=True)
+    finally:
+        gdb.execute("set auto-load python-scripts on", to_string=True)
     st.update(slide=slide, known=True)
     STATE.loaded_modules.clear()       # module objfiles went with the old symbol table
     STATE.__dict__.get("el2_elfs", {}).clear()

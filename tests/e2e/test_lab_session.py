@@ -29,6 +29,9 @@ def test_boots_to_installed_everywhere_on_two_cpus(start_lab, gdb_on):
     assert mask == 0b11
     assert stub_pa == event["stub_pa"] and stub_pa % 4096 == 0
     assert [_vbar_el2(mi, t) for t in (1, 2)] == [stub_pa, stub_pa]
+    # the kernel's own GDB helpers are loaded too
+    assert re.search(r"0x[0-9a-f]+ rkvm ", mi.check("lx-lsmod"))
+    assert "rkvm: mode good, stub at PA" in mi.check("lx-dmesg")
     # The stub page in physical memory starts with our vectors and carries the magic at RKVM_OFF_MAGIC.
     magic = mi.check(f"p/x *(unsigned long long *)({event['stub_pa'] + stub_abi.value('RKVM_OFF_MAGIC') - stub_pa}"
                      f" + rkvm_debug.stub_va)")

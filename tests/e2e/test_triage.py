@@ -33,6 +33,8 @@ def test_good_mode_is_healthy(lab_built, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert r["status"] == "healthy" and r["findings"] == [] and not r["partial"]
     assert "boot finished" in r["stop"]
+    assert r["kernel_log_source"] == "the kernel's log buffer (lx-dmesg)"
+    assert any("rkvm: installed on 2 CPU(s)" in line for line in r["kernel_log"])
     assert all(c["summary"]["vbar_el2_kind"] == "rkvm-stub" for c in r["snapshot"]["cpus"])
     assert (out / "report.md").read_text().startswith("# rkvm triage report")
     assert not list(out.glob(".*.tmp"))   # written atomically: no temporary left
