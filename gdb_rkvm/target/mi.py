@@ -125,7 +125,7 @@ class GdbMi:
         If the target stops by itself first (a breakpoint), that stop is returned."""
         token = self._send("continue")
         deadline = time.monotonic() + seconds
-        interrupted = False
+        interrupted = 0
         records = []
         while True:
             batch = self._read(0.1)
@@ -135,18 +135,20 @@ class GdbMi:
                     raise RkvmError(f"continue failed: {r['payload'].get('msg')}")
                 if r.get("type") == "notify" and r.get("message") == "stopped":
                     stop = dict(r.get("payload") or {})
-                    stop["interrupted"] = interrupted
+                    stop["interrupted"] = bool(interrupted)
                     stop["output"] = "".join(x["payload"] for x in records if x.get("type") == "console"
                                              and isinstance(x.get("payload"), str))
                     return stop
             if self.controller.gdb_process is not None and self.controller.gdb_process.poll() is not None:
                 raise RkvmError("GDB exited while the guest was running")
             now = time.monotonic()
-            if not interrupted and now >= deadline:
+            if now >= deadline + interrupted * 3.0:
+                # a SIGINT that lands while GDB is busy (handling a breakpoint hit, resuming) can be
+                # lost: send it again every 3 s until the grace period is over
+                if interrupted and now >= deadline + grace:
+                    raise RkvmError(f"the guest did not stop within {grace:g} s of an interrupt (is QEMU alive?)")
                 self.interrupt()
-                interrupted = True
-            elif interrupted and now >= deadline + grace:
-                raise RkvmError(f"the guest did not stop within {grace:g} s of an interrupt (is QEMU alive?)")
+                interrupted += 1
 
     def close(self) -> None:
         try:

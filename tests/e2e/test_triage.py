@@ -131,3 +131,12 @@ def test_qemu_killed_mid_run_exits_2_and_leaves_nothing(lab_built, tmp_path):
     assert "Traceback" not in stderr
     out_gdb = subprocess.run(["pgrep", "-f", f"gdb-multiarch.*{REPO}/rkvm.py"], capture_output=True, text=True)
     assert out_gdb.stdout.strip() == ""
+
+
+def test_stub_fault_parks_the_cpu_and_is_named(lab_built, tmp_path):
+    res, r, _ = triage(tmp_path, "--run", "echo fault > /sys/kernel/debug/rkvm/hvc")
+    assert res.returncode == 1, res.stdout + res.stderr
+    parked = [f for f in r["findings"] if f["code"] == "el2-parked"]
+    assert len(parked) == 1 and "parked in rkvm_stub_park" in parked[0]["summary"]
+    ev = " ".join(parked[0]["evidence"])
+    assert "stub fault record: ESR 0xf2000052 (EC 0x3c BRK64: BRK #0x52)" in ev and "vector +0x200" in ev
