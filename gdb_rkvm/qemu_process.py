@@ -17,8 +17,10 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-def listening_sockets(port: int) -> list[str]:
-    """Local addresses (hex, as /proc/net/tcp{,6} has them) listening on `port`."""
+def listening_sockets(port: int, pid: int | None = None) -> list[str]:
+    """Local addresses (hex, as /proc/net/tcp{,6} has them) listening on `port` (only sockets that
+    process `pid` holds, if given: another process may have taken the port first)."""
+    owned = _socket_inodes(pid) if pid is not None else None
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -27,10 +29,25 @@ def listening_sockets(port: int) -> list[str]:
             continue
         for line in lines:
             fields = line.split()
-            addr, state = fields[1], fields[3]
-            if state == "0A" and int(addr.rsplit(":", 1)[1], 16) == port:
+            addr, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(addr.rsplit(":", 1)[1], 16) == port and (owned is None or inode in owned):
                 found.append(addr.rsplit(":", 1)[0])
     return found
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
 
 
 def is_loopback_hex(addr: str) -> bool:
@@ -90,7 +107,7 @@ def wait_listening(proc: subprocess.Popen, port: int, log_path: Path, timeout: f
             text = log_path.read_text(errors="replace").strip().splitlines()
             reason = text[-1] if text else f"exit status {proc.returncode}"
             raise RkvmError(f"QEMU exited at start: {reason}")
-        if listening_sockets(port):
+        if listening_sockets(port, proc.pid):
             return
         time.sleep(0.05)
     terminate(proc.pid)

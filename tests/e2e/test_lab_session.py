@@ -156,3 +156,25 @@ def test_qemu_dies_with_a_killed_command(lab_built, tmp_path):
             break
         time.sleep(0.1)
     assert not qemu_process.alive(pid)
+
+
+def test_a_taken_port_is_not_mistaken_for_ours(lab_built, session_dir, monkeypatch):
+    """If another process grabs the probed port first, QEMU fails to bind and start() tries again:
+    the listener it waits for must be QEMU's own, not the other process's."""
+    import socket
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(1)
+    taken = squatter.getsockname()[1]
+    ports = iter([taken])
+    real = qemu_process.free_loopback_port
+    monkeypatch.setattr(qemu_process, "free_loopback_port", lambda: next(ports, None) or real())
+    try:
+        sess = session.start("lab", directory=session_dir)
+        try:
+            assert sess.gdb_port != taken
+            assert qemu_process.listening_sockets(sess.gdb_port, sess.pid)
+        finally:
+            session.stop(session_dir)
+    finally:
+        squatter.close()
