@@ -130,7 +130,7 @@ class RkvmCommand(gdb.Command):
             raise gdb.GdbError(f"rkvm {self.name}: {e} (see 'help rkvm {self.name}')") from None
         except RkvmError as e:
             raise gdb.GdbError(f"rkvm {self.name}: {e}") from None
-        except gdb.MemoryError as e:
+        except gdb.error as e:  # memory errors, a lost connection...: one line, never a traceback
             raise gdb.GdbError(f"rkvm {self.name}: {e}") from None
         finally:
             STATE.in_command = False
