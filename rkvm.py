@@ -19,6 +19,9 @@ if os.path.isfile(_site):
     if _path and _path not in sys.path:
         sys.path.append(_path)
 
-from gdb_rkvm import gdb_boot  # noqa: E402
+try:
+    from gdb_rkvm import gdb_boot  # noqa: E402
 
-gdb_boot.main()
+    gdb_boot.main()
+except ImportError as _e:  # capstone, pyelftools... not installed for this Python
+    print(f"rkvm: cannot load gdb-rkvm ({_e}): run 'make setup' in {_here}")

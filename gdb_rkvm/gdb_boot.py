@@ -65,8 +65,8 @@ def _kaslr_at_attach(sess) -> None:
     for _ in range(50):  # 10 s of guest time at most
         try:
             kaslr.update(sess.vmlinux)
-        except RkvmError as e:
-            _say(str(e))
+        except (RkvmError, gdb.error) as e:
+            _say(f"KASLR slide not found: {e}")
             return
         if kaslr.status().get("known_now"):
             break

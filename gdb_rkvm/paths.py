@@ -18,3 +18,10 @@ def session_dir() -> Path:
 
 def profiles_dir() -> Path:
     return REPO / "qemu_profiles"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to a temporary name beside `path`, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

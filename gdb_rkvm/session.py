@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import profiles, qemu_process
 from .errors import RkvmError
-from .paths import session_dir
+from .paths import session_dir, write_atomic
 
 MODES = ("good", "vmalloc", "one-cpu", "nostack")
 
@@ -49,12 +49,6 @@ class Session:
 
 def _json_path(directory: Path | None = None) -> Path:
     return (directory or session_dir()) / "session.json"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def current(directory: Path | None = None) -> Session | None:
@@ -159,7 +153,7 @@ def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = 
                    module_dirs=profile.gdb.get("module_dirs", []), profile=profile.name,
                    kernel_cmdline=profile.kernel_cmdline(append), argv=argv, started_at=time.time())
     try:
-        _write_atomic(_json_path(directory), json.dumps(asdict(sess), indent=2) + "\n")
+        write_atomic(_json_path(directory), json.dumps(asdict(sess), indent=2) + "\n")
     except BaseException:
         qemu_process.terminate(proc.pid)
         raise

@@ -94,12 +94,11 @@ class Shell:
             self._symbols = kernel_symbols(self.sess.vmlinux)
 
     def refresh_toolbar(self) -> None:
-        res = self.mi.console("rkvm cpus --json", timeout=30)
-        if not res.ok:
-            self.toolbar = "CPUs: " + (res.error or "?")
+        try:
+            data = self.mi.json("rkvm cpus", timeout=30)
+        except RkvmError as e:
+            self.toolbar = f"CPUs: {e}"
             return
-        import json
-        data = json.loads(res.output[res.output.index("{"):res.output.rindex("}") + 1])
         self.toolbar = "  ".join(f"CPU{c['cpu']} {c['mode']} {c['pc']:#x}" +
                                  (f" <{c['pc_symbol']}>" if c["pc_symbol"] else "") for c in data["cpus"])
 

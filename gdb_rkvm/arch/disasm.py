@@ -42,6 +42,16 @@ def disassemble(code: bytes, address: int, count: int | None = None) -> list[Ins
     return out
 
 
+def system_register_operand(insn: Insn) -> str | None:
+    """The system register an MRS (second operand) or MSR (first operand) names, upper-cased."""
+    if insn.mnemonic not in ("mrs", "msr"):
+        return None
+    ops = [o.strip() for o in insn.op_str.split(",")]
+    if len(ops) < 2:
+        return None
+    return (ops[1] if insn.mnemonic == "mrs" else ops[0]).upper()
+
+
 def is_exception_return(insn: Insn) -> bool:
     return insn.mnemonic in ("eret", "eretaa", "eretab")
 

@@ -115,6 +115,16 @@ EC_BRK64 = 0x3C
 EC_SERROR = 0x2F
 
 
+def exception_class(value: int) -> int:
+    """ESR_ELx.EC, bits [31:26]."""
+    return bits(value, 31, 26)
+
+
+def hvc_immediate(value: int) -> int | None:
+    """The imm16 of an HVC64 syndrome (ISS[15:0]), or None if the syndrome is not an HVC."""
+    return bits(value, 15, 0) if exception_class(value) == EC_HVC64 else None
+
+
 def ec_name(ec: int) -> str:
     return EXCEPTION_CLASSES.get(ec, (f"EC_{ec:#04x}", ""))[0]
 

@@ -300,6 +300,17 @@ def walk(va: int, base: int, geo: Geometry, reader: TableReader, stage: int = 1,
 CONTIGUOUS_BIT = 1 << 52
 
 
+def permissions(attrs: dict) -> str:
+    """'rwx rwx' at EL1 then EL0, from a stage 1 leaf's AP, PXN and UXN (as leaf_attributes names them)."""
+    ap = attrs.get("AP", "")
+    el1_w = "EL1 RW" in ap
+    el0_r = "EL0 RW" in ap or "EL0 RO" in ap
+    el0_w = "EL0 RW" in ap
+    k = "r" + ("w" if el1_w else "-") + ("-" if attrs.get("PXN") else "x")
+    u = ("r" if el0_r else "-") + ("w" if el0_w else "-") + ("-" if attrs.get("UXN") or not el0_r else "x")
+    return f"{k} {u}"
+
+
 @dataclass
 class Mapping:
     va: int

@@ -23,6 +23,11 @@ LOWER_A64_SYNC = 0x400   # where an HVC from EL1 (AArch64) lands at EL2
 CURRENT_SPX_SYNC = 0x200  # where an exception taken at EL2 itself lands (EL2h)
 
 
+def contains(vbar: int, addr: int) -> bool:
+    """Whether `addr` lies in the 2 KiB vector table at `vbar`."""
+    return vbar <= addr < vbar + TABLE_SIZE
+
+
 def is_aligned(vbar: int) -> bool:
     """VBAR_ELx bits [10:0] are RES0: the table must be 2 KiB aligned."""
     return vbar & (TABLE_SIZE - 1) == 0

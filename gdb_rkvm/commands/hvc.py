@@ -2,6 +2,7 @@ import time
 
 import gdb
 
+from ..arch.vectors import LOWER_A64_SYNC
 from ..errors import RkvmError
 from ..target import el2_symbols, el2_traps
 from ..target import gdb_target as t
@@ -9,7 +10,6 @@ from ..target.gdb_state import STATE, StopCheckBreakpoint, notice
 from ..target.resume import Deadline, continue_until
 from .base import CONNECTED, STOPPED, RkvmCommand, only_when, parse_int
 
-LOWER_A64_SYNC = 0x400
 
 
 class HvcFilter:

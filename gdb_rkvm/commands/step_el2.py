@@ -24,8 +24,8 @@ def _insn_at(pc: int, el: int) -> disasm.Insn:
 
 def _note(insn: disasm.Insn, before: dict, after: dict) -> str:
     m = insn.mnemonic
-    if m in ("mrs", "msr"):
-        name = insn.op_str.split(",")[1 if m == "mrs" else 0].strip().upper()
+    name = disasm.system_register_operand(insn)
+    if name is not None:
         reg = sysregs.lookup(name)
         what = f"reads {name}" if m == "mrs" else f"writes {name}"
         return what + (f": {reg.doc}" if reg else "")

@@ -1,18 +1,8 @@
+from ..arch.pagetable import permissions
 from ..target import gdb_target as t
 from ..target.address_map import el1_map
 from .base import STOPPED, RkvmCommand, only_when
 from .walk import _size
-
-
-def perms(a: dict) -> str:
-    """'r-x'-style permissions at EL1 (kernel) and EL0 (user) from AP/PXN/UXN."""
-    ap = a.get("AP", "")
-    el1_w = "EL1 RW" in ap
-    el0_r = "EL0 RW" in ap or "EL0 RO" in ap
-    el0_w = "EL0 RW" in ap
-    k = "r" + ("w" if el1_w else "-") + ("-" if a.get("PXN") else "x")
-    u = ("r" if el0_r else "-") + ("w" if el0_w else "-") + ("-" if a.get("UXN") or not el0_r else "x")
-    return f"{k} {u}"
 
 
 @only_when(STOPPED)
@@ -38,7 +28,7 @@ Example:
         cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
         m = el1_map(args.half or "ttbr1", cpu)
         return {**{k: v for k, v in m.items() if k != "mappings"}, "cpu": cpu,
-                "mappings": [{**x.to_dict(), "perms": perms(x.attrs)} for x in m["mappings"]]}
+                "mappings": [{**x.to_dict(), "perms": permissions(x.attrs)} for x in m["mappings"]]}
 
     def format(self, r, args):
         lines = [f"{'VA start':<18}  {'VA end':<18}  {'size':<8} {'PA':<12} EL1 EL0  type"]
@@ -78,7 +68,7 @@ Example:
             for x in m["mappings"]:
                 if x.pa <= pa < x.pa + x.size:
                     va = x.va + (pa - x.pa)
-                    hits.append({"va": va, "half": half, "symbol": t.symbol_at(va), "perms": perms(x.attrs),
+                    hits.append({"va": va, "half": half, "symbol": t.symbol_at(va), "perms": permissions(x.attrs),
                                  "memtype": x.attrs.get("MemType", "")})
         return {"pa": pa, "vas": hits}
 

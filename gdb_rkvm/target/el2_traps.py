@@ -52,14 +52,14 @@ def trap_at_entry(cpu: int | None = None) -> dict:
     pc = t.read_register("pc", cpu)
     vbar = t.read_register("VBAR_EL2", cpu)
     regs = {f"x{n}": t.read_register(f"x{n}", cpu) for n in range(8)}
-    ec = esr_v >> 26 & 0x3F
+    ec = esr.exception_class(esr_v)
     is_hvc = ec == esr.EC_HVC64
     caller = (elr - 4) if is_hvc else elr  # ELR_EL2 is after the hvc (preferred return address)
     marks = kernel_facts.landmarks([vbar])
     return {
         "cpu": cpu, "pc": pc, "slot": vectors.slot_name(pc - vbar), "slot_offset": pc - vbar,
         "esr": esr_v, "esr_summary": esr.decode(esr_v).summary, "ec": ec, "is_hvc": is_hvc,
-        "imm16": esr_v & 0xFFFF if is_hvc else None, "elr": elr, "spsr": spsr,
+        "imm16": esr.hvc_immediate(esr_v), "elr": elr, "spsr": spsr,
         "from_mode": pstate.mode_name(spsr), "from_el": pstate.exception_level(spsr),
         "caller": caller, "caller_symbol": t.symbol_at(caller), "registers": regs,
         "function": names_for_function(regs["x0"]), "handler_symbol": kernel_facts.el2_symbol(pc, marks),
@@ -68,9 +68,9 @@ def trap_at_entry(cpu: int | None = None) -> dict:
 
 def quick_trap(cpu: int, r: dict) -> dict:
     """The few facts a filter needs, from ESR_EL2/ELR_EL2/SPSR_EL2/x0/x1 already read."""
-    ec = r["ESR_EL2"] >> 26 & 0x3F
-    is_hvc = ec == esr.EC_HVC64
-    return {"cpu": cpu, "is_hvc": is_hvc, "imm16": r["ESR_EL2"] & 0xFFFF if is_hvc else None,
+    imm = esr.hvc_immediate(r["ESR_EL2"])
+    is_hvc = imm is not None
+    return {"cpu": cpu, "is_hvc": is_hvc, "imm16": imm,
             "from_el": pstate.exception_level(r["SPSR_EL2"]), "caller": r["ELR_EL2"] - 4 if is_hvc else r["ELR_EL2"],
             "x0": r["x0"], "x1": r["x1"]}
 

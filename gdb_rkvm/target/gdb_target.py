@@ -10,6 +10,7 @@ import re
 
 import gdb
 
+from ..arch import pstate
 from ..errors import RkvmError
 from .gdb_state import STATE
 
@@ -137,7 +138,7 @@ def read_current(names: list[str]) -> dict[str, int]:
 
 
 def current_el(cpu: int | None = None) -> int:
-    return (read_register("cpsr", cpu) >> 2) & 3
+    return pstate.current_el_from_cpsr(read_register("cpsr", cpu))
 
 
 def read_virtual(addr: int, size: int) -> bytes:

@@ -5,6 +5,7 @@ GDB (the QEMU it is attached to belongs to the session, which its owner ends).
 """
 
 import itertools
+import json
 import shutil
 import signal
 import time
@@ -112,6 +113,14 @@ class GdbMi:
         if not res.ok:
             raise RkvmError(f"{command!r} failed: {res.error}")
         return res.output
+
+    def json(self, command: str, timeout: float = 60.0) -> dict:
+        """Run an rkvm command with --json (which must succeed); the object it printed."""
+        out = self.check(command if "--json" in command.split() else f"{command} --json", timeout)
+        try:
+            return json.loads(out[out.index("{"):out.rindex("}") + 1])
+        except ValueError:
+            raise RkvmError(f"{command!r} printed no JSON object") from None
 
     def interrupt(self) -> None:
         """Stop the running target as Ctrl-C would: SIGINT to GDB (in synchronous MI, GDB reads no

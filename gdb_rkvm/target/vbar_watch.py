@@ -4,7 +4,7 @@ they fall in, their first instructions)."""
 
 import gdb
 
-from ..arch import disasm
+from ..arch import disasm, vectors
 from ..errors import RkvmError
 from ..vbar_el2 import classify
 from . import gdb_target as t
@@ -56,12 +56,12 @@ def describe(vbar: int) -> dict:
             owner = "a page of RAM outside any module image"
     insns = []
     try:
-        code = t.read_physical(vbar + 0x400, 12)
-        insns = [i.text() for i in disasm.disassemble(code, vbar + 0x400)]
+        code = t.read_physical(vbar + vectors.LOWER_A64_SYNC, 12)
+        insns = [i.text() for i in disasm.disassemble(code, vbar + vectors.LOWER_A64_SYNC)]
     except RkvmError:
         pass
     return {"vbar": vbar, "kind": target.kind, "what": target.text, "owner": owner,
-            "lower64_sync": insns, "symbol": kernel_facts.el2_symbol(vbar + 0x400, marks)}
+            "lower64_sync": insns, "symbol": kernel_facts.el2_symbol(vbar + vectors.LOWER_A64_SYNC, marks)}
 
 
 def format_move(cpus: list[int], old: int, new: dict) -> str:

@@ -1,16 +1,11 @@
 """report.json (docs/triage-report.md gives its schema) and report.md, written atomically."""
 
 import json
-import os
 from pathlib import Path
 
+from ..paths import write_atomic
+
 SCHEMA_VERSION = 1
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def build(status: str, reason: str, findings: list, snap: dict | None, ctx: dict, run: dict) -> dict:

@@ -3,7 +3,7 @@ findings with a stable code, a severity, the CPUs, evidence and a plain explanat
 
 from dataclasses import asdict, dataclass, field
 
-from ..arch import esr
+from ..arch import esr, vectors
 
 
 @dataclass
@@ -90,10 +90,6 @@ def vbar_mismatch(snap: dict, ctx: dict) -> list[Finding]:
                     "on_each_cpu() (and handle CPU hotplug), or an HVC on the other CPUs reaches old vectors.")]
 
 
-def _in_vectors(pc: int, vbar: int) -> bool:
-    return vbar <= pc < vbar + 0x800
-
-
 def el2_parked(snap: dict, ctx: dict) -> list[Finding]:
     out = []
     park = snap.get("rkvm_stub_park")
@@ -104,7 +100,7 @@ def el2_parked(snap: dict, ctx: dict) -> list[Finding]:
         if s.get("el") != 2:
             continue
         parked = s.get("pc_symbol") == "rkvm_stub_park" or (park is not None and s["pc"] == park)
-        looping = str(n) in stuck or n in stuck or _in_vectors(s["pc"], s.get("vbar_el2") or 0)
+        looping = str(n) in stuck or n in stuck or vectors.contains(s.get("vbar_el2") or 0, s["pc"])
         if not (parked or looping):
             continue
         regs = c.get("el", {}).get("registers", {})

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import profiles, qemu_process, session
+from ..arch import vectors
 from ..errors import RkvmError
 from ..target.mi import GdbMi
 from . import report, rules
@@ -34,10 +35,6 @@ class TriageOptions:
     overrides: dict = field(default_factory=dict)
     smp: int | None = None
     attach: str | None = None           # HOST:PORT of a gdbstub someone else started
-
-
-def _js(text: str) -> dict:
-    return json.loads(text[text.index("{"):text.rindex("}") + 1])
 
 
 class Watch:
@@ -67,7 +64,7 @@ class Watch:
         return time.monotonic() - self.last_change
 
     def sample(self, mi: GdbMi) -> dict:
-        cpus = _js(mi.check("rkvm cpus --json", timeout=60))["cpus"]
+        cpus = mi.json("rkvm cpus", timeout=60)["cpus"]
         s = {c["cpu"]: (c["el"], c["pc"], c["vbar_el2"]) for c in cpus}
         self.samples.append(s)
         return s
@@ -81,7 +78,7 @@ class Watch:
         for n, (el, pc, vbar) in b.items():
             if el != 2 or n not in a or a[n][0] != 2:
                 continue
-            if (vbar and vbar <= pc < vbar + 0x800 and vbar <= a[n][1] < vbar + 0x800) or pc == a[n][1]:
+            if (vbar and vectors.contains(vbar, pc) and vectors.contains(vbar, a[n][1])) or pc == a[n][1]:
                 out[n] = pc
         return out
 
@@ -233,7 +230,7 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
             _drive(mi, sess, opts, ctx)
         if not sess.alive():
             raise RkvmError("QEMU is gone (killed or crashed) during the run")
-        snap = _js(mi.check("rkvm snapshot --json", timeout=120))
+        snap = mi.json("rkvm snapshot", timeout=120)
         ctx["kernel_log"], ctx["kernel_log_source"] = _kernel_log(mi, ctx["watch"])
         findings = rules.diagnose(snap, ctx)
         status = "findings" if findings else "healthy"

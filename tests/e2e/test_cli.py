@@ -91,3 +91,14 @@ def test_console_types_into_the_guest(start_lab):
             proc.kill()
         os.close(master)
     assert b"hello-42" in seen, seen[-500:]
+
+
+def test_rkvm_py_without_its_packages_says_so_in_one_line(tmp_path):
+    """GDB's own Python without capstone/pyelftools (set-up not run): one line naming the fix."""
+    import os
+    env = {**os.environ, "RKVM_BUILD": str(tmp_path)}   # no build/python-site recorded there
+    gdb = subprocess.run(["gdb-multiarch", "-nx", "-q", "-batch", "-x", str(REPO / "rkvm.py")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert gdb.stdout.strip().startswith("rkvm: cannot load gdb-rkvm (No module named")
+    assert gdb.stdout.strip().endswith(f"run 'make setup' in {REPO}")
+    assert "Traceback" not in gdb.stdout + gdb.stderr

@@ -54,8 +54,7 @@ def test_blocks_where_the_granule_allows_them(granule, level, size):
 @pytest.mark.parametrize("granule,level", [(4096, 0), (16384, 1), (65536, 1)])
 def test_blocks_where_they_are_not_allowed_fault(granule, level):
     geo = Geometry(granule, 48, pt.start_level_for(granule, 48))
-    if level < geo.start_level:
-        pytest.skip("level not used by this geometry")
+    assert level >= geo.start_level  # every case here is a level the 48-bit geometry walks
     b = TableBuilder(geo)
     b.set_raw(0, level, 0x4000_0000 | AF | 1)
     w = walk(b, 0x10)
