@@ -1,7 +1,8 @@
 # gdb-rkvm: `make gdb` (the lab in QEMU, paused, GDB attached) and `make test`.
 # Every target depends on `setup`, which installs what is missing and is quick when nothing is.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The checkout's own virtual environment (make setup): Debian's Python, the one GDB embeds.
+PYTHON := $(CURDIR)/build/venv/bin/python
 export PYTHON
 
 .PHONY: setup stub kernel module othervisor initramfs lab kernel-kaslr module-kaslr lab-kaslr gdb up down test \

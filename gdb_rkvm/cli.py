@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import doctor, profiles, session
 from .errors import RkvmError
-from .paths import REPO
+from .paths import REPO, require_checkout
 
 
 def _add_session_args(p):
@@ -207,6 +207,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     try:
+        require_checkout()
         if args.command == "gdb":
             return cmd_gdb(args, rest)
         if rest:

@@ -3,7 +3,19 @@
 import os
 from pathlib import Path
 
+from .errors import RkvmError
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+def require_checkout() -> None:
+    """Raise RkvmError unless REPO is a gdb-rkvm checkout (profiles, stub, rkvm.py beside the package).
+
+    gdb-rkvm is run from its clone: the lab (kernel, stub, module, profiles) is built there. A
+    non-editable `pip install .` copies only the Python package, so it refuses in one line."""
+    if not (REPO / "qemu_profiles").is_dir() or not (REPO / "rkvm.py").is_file():
+        raise RkvmError(f"this gdb-rkvm is installed without its checkout ({Path(__file__).parent}): it runs "
+                        "from a clone: git clone <gdb-rkvm> && cd gdb-rkvm && make setup && ./rkvm")
 
 
 def build_dir() -> Path:

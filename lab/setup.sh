@@ -1,31 +1,46 @@
 #!/usr/bin/env bash
 # `make setup`: install what the lab needs, once. Idempotent; when nothing is missing it only checks.
+#   Debian packages (apt), Debian's arm64 busybox-static (downloaded, not installed), and the Python
+#   packages in build/venv, a virtual environment of Debian's /usr/bin/python3: the Python that
+#   gdb-multiarch embeds, so compiled packages (capstone) load inside GDB. Nothing goes into the
+#   system Python.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-dl=$root/build/downloads
+build=$root/build
+dl=$build/downloads
+venv=$build/venv
+BASE_PYTHON=${RKVM_BASE_PYTHON:-/usr/bin/python3}
 PACKAGES="qemu-system-arm gdb-multiarch gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu make flex bison
-bc libssl-dev libelf-dev cpio linux-source-6.12 e2fsprogs xz-utils gzip"
-PY=${PYTHON:-python3}
+bc libssl-dev libelf-dev cpio linux-source-6.12 e2fsprogs xz-utils gzip python3 python3-venv ca-certificates"
 
-missing=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $PACKAGES 2>/dev/null \
-  | awk '$1 == "ii" {print $2}' | sort | comm -13 - <(echo $PACKAGES | tr ' ' '\n' | sort))
+say() { echo "setup: $*"; }
+die() { echo "setup: $*" >&2; exit 1; }
+
+missing=$("$root/lab/missing-debs.sh" $PACKAGES | tr '\n' ' ' | sed 's/ $//')
 need_busybox=0; [ -x "$dl/busybox" ] || need_busybox=1
-pip_key=$( { cat "$root/setup.cfg"; command -v "$PY"; } | sha256sum | cut -c1-16)
-need_pip=0; [ "$(cat "$root/build/.pip-installed" 2>/dev/null)" = "$pip_key" ] || need_pip=1
 
-if [ "$(id -u)" != 0 ] && { [ -n "$missing" ] || [ $need_busybox = 1 ]; }; then
-  echo "setup: missing Debian packages or busybox; as root run: make setup" >&2
-  [ -n "$missing" ] && echo "  (or: sudo apt-get install -y $(echo $missing))" >&2
-  exit 1
+if [ "$(id -u)" != 0 ]; then
+  if [ -n "$missing" ]; then
+    die "missing Debian packages: $missing; as root run: apt-get install -y --no-install-recommends $missing (or: sudo make setup)"
+  fi
+  if [ $need_busybox = 1 ]; then
+    die "the arm64 busybox is not downloaded yet; as root run: make setup (or: sudo make setup)"
+  fi
 fi
 
 export DEBIAN_FRONTEND=noninteractive
 updated=0
-apt_update() { [ $updated = 1 ] || { apt-get update -q >/dev/null; updated=1; }; }
+apt_update() {
+  [ $updated = 1 ] && return 0
+  apt-get update -q >/dev/null || die "apt-get update failed (is a Debian mirror reachable?)"
+  updated=1
+}
 if [ -n "$missing" ]; then
-  echo "setup: installing $(echo $missing)"
+  say "installing $missing"
   apt_update
-  apt-get install -y -q --no-install-recommends $missing >/dev/null
+  apt-get install -y -q --no-install-recommends $missing >/dev/null || die "apt-get install $missing failed"
+  still=$("$root/lab/missing-debs.sh" $missing | tr '\n' ' ')
+  [ -z "$still" ] || die "still missing after apt-get install: $still"
 fi
 
 if [ $need_busybox = 1 ]; then
@@ -34,19 +49,36 @@ if [ $need_busybox = 1 ]; then
     dpkg --add-architecture arm64; updated=0
   fi
   apt_update
-  mkdir -p "$dl"; tmp=$(mktemp -d); chmod a+rwx "$tmp"  # apt downloads as _apt
-  (cd "$tmp" && apt-get download -q busybox-static:arm64 >/dev/null && dpkg-deb -x busybox-static_*.deb x)
+  mkdir -p "$dl"
+  # A directory only root can enter (mktemp -d is 0700): nobody can plant files or symlinks where
+  # dpkg-deb unpacks as root. apt's download sandbox user could not write there, so it is turned off
+  # for this one download.
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root busybox-static:arm64 >/dev/null) \
+    || die "apt-get download busybox-static:arm64 failed"
+  dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/x"
   install -m 0755 "$tmp/x/bin/busybox" "$dl/busybox.tmp" && mv "$dl/busybox.tmp" "$dl/busybox"
-  rm -rf "$tmp"
-  echo "setup: busybox (arm64) in $dl/busybox"
+  rm -rf "$tmp"; trap - EXIT
+  say "busybox (arm64) in $dl/busybox"
 fi
 
-if [ $need_pip = 1 ]; then
-  echo "setup: pip install -e '.[test]'"
-  "$PY" -m pip install -q --disable-pip-version-check -e "$root[test]" 2>&1 | grep -v "Running pip as the 'root'" || true
-  "$PY" -c "import pygdbmi, capstone, prompt_toolkit, elftools" || { echo "setup: pip install failed" >&2; exit 1; }
-  # GDB embeds Debian's Python: tell rkvm.py where this Python's packages (capstone...) live.
-  mkdir -p "$root/build"
-  "$PY" -c "import capstone, os; print(os.path.dirname(os.path.dirname(capstone.__file__)))" > "$root/build/python-site"
-  echo "$pip_key" > "$root/build/.pip-installed"
+# The venv is keyed by what went into it; a second run with nothing changed does nothing.
+[ -x "$BASE_PYTHON" ] || die "$BASE_PYTHON not found: Debian's python3 is what GDB embeds (apt-get install python3)"
+venv_key=$( { cat "$root/setup.cfg" "$root/pyproject.toml"; "$BASE_PYTHON" --version; echo "$root"; } | sha256sum | cut -c1-16)
+if [ "$(cat "$venv/.rkvm-key" 2>/dev/null)" != "$venv_key" ] || [ ! -x "$venv/bin/python" ]; then
+  say "Python packages into $venv (from $BASE_PYTHON)"
+  rm -rf "$venv"
+  "$BASE_PYTHON" -m venv "$venv" || die "'$BASE_PYTHON -m venv' failed (apt-get install python3-venv)"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[test]" \
+    || die "pip install into $venv failed (is PyPI reachable?)"
+  "$venv/bin/python" -c "import pygdbmi, capstone, prompt_toolkit, elftools, pytest, hypothesis" \
+    || die "the Python packages do not import in $venv"
+  echo "$venv_key" > "$venv/.rkvm-key"
+fi
+
+# GDB's embedded Python must be the venv's Python (same X.Y), or capstone's compiled part will not load.
+if command -v gdb-multiarch >/dev/null; then
+  gdb_py=$(gdb-multiarch -nx -batch -ex 'python import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null | tail -1)
+  venv_py=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  [ "$gdb_py" = "$venv_py" ] || die "gdb-multiarch embeds Python $gdb_py but $venv has $venv_py: set RKVM_BASE_PYTHON to a python$gdb_py"
 fi

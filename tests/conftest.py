@@ -3,6 +3,7 @@
 import contextlib
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -67,7 +68,7 @@ def gdb_on(lab_built):
 
 def run_cli(*args, timeout=60, env=None):
     """Run `python -m gdb_rkvm.cli ARGS` as a user would; returns CompletedProcess."""
-    return subprocess.run(["python3", "-m", "gdb_rkvm.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 

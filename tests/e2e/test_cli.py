@@ -3,6 +3,7 @@
 import json
 import struct
 import subprocess
+import sys
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_console_types_into_the_guest(start_lab):
     log = session.serial_wait(sess, "RKVM-LAB: shell ready", timeout=60)
     session.serial_wait(sess, "/ # ", timeout=30, start=log.index("RKVM-LAB: shell ready"))
     master, slave = pty.openpty()
-    proc = subprocess.Popen(["python3", "-m", "gdb_rkvm.cli", "console"], cwd=REPO, stdin=slave, stdout=slave,
+    proc = subprocess.Popen([sys.executable, "-m", "gdb_rkvm.cli", "console"], cwd=REPO, stdin=slave, stdout=slave,
                             stderr=subprocess.PIPE)
     os.close(slave)
     seen = b""

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -146,7 +148,7 @@ def test_qemu_dies_with_a_killed_command(lab_built, tmp_path):
     from gdb_rkvm.paths import REPO
     script = ("import sys, time; from pathlib import Path; from gdb_rkvm import session; "
               f"s = session.start('lab', directory=Path('{tmp_path}/s')); print(s.pid, flush=True); time.sleep(60)")
-    proc = subprocess.Popen(["python3", "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
     pid = int(proc.stdout.readline())
     assert qemu_process.alive(pid)
     proc.send_signal(signal.SIGKILL)

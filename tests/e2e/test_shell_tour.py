@@ -1,6 +1,7 @@
 """`rkvm shell` driven through prompt_toolkit's own pipe input, and `rkvm tour` end to end."""
 
 import subprocess
+import sys
 
 import pytest
 from prompt_toolkit.application import create_app_session
@@ -49,7 +50,7 @@ def test_shell_round_trip(lab_built, start_lab, tmp_path):
 
 def test_tour_runs_every_step(lab_built, session_dir):
     with no_new_qemu():
-        res = subprocess.run(["python3", "-m", "gdb_rkvm.cli", "tour"], cwd=REPO, capture_output=True, text=True,
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "tour"], cwd=REPO, capture_output=True, text=True,
                              timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr
     out = res.stdout
