@@ -10,8 +10,9 @@ import gdb
 from . import session as session_mod
 from .commands import register_all
 from .errors import RkvmError
-from .target import el2_symbols, kaslr, module_symbols, resume, vbar_watch
-from .target.gdb_state import STATE, notice, quietly
+from .target import el2_symbols, kaslr, module_symbols, resume, symbol_files, vbar_watch
+from .commands import lx_symbols
+from .target.gdb_state import STATE, command_settings, notice, quietly
 
 
 def _say(text: str) -> None:
@@ -32,9 +33,11 @@ def load_symbols(sess) -> None:
     check_vmlinux(vmlinux)
     # GDB's own auto-load of vmlinux-gdb.py, nested inside this script, runs it with rkvm.py's
     # __file__, so its `scripts/gdb` import path points here: load it ourselves with its own name.
-    _quiet("set auto-load python-scripts off")
-    _quiet(f"file {vmlinux}")
-    _quiet("set auto-load python-scripts on")
+    symbol_files.load_vmlinux(str(vmlinux), 0)
+    # A later `file`/`lx-symbols` by the user lets GDB auto-load the script again: allow it for this
+    # kernel's directory only (a no-op then, its modules are imported), instead of GDB's ten-line
+    # safe-path warning.
+    _quiet(f"add-auto-load-safe-path {symbol_files.quote_path(vmlinux.parent)}")
     if sess.gdb_scripts and Path(sess.gdb_scripts).is_file():
         load_kernel_helpers(Path(sess.gdb_scripts))
 
@@ -91,30 +94,38 @@ def _kaslr_on_stop(event) -> None:
     kaslr.status()["pending"] = not kaslr.status().get("known_now")
     if line:
         notice(line + " (the guest rebooted or just relocated itself)")
-        for text in module_symbols.load_already_loaded(list(sess.module_dirs)):
+        for text in module_symbols.load_already_loaded():
             notice(text)
 
 
 def main() -> None:
-    for setting in ("pagination off", "confirm off", "breakpoint pending on", "print pretty on"):
-        _quiet(f"set {setting}")
+    # GDB settings are the user's: commands set what they need while they run (command_settings).
     register_all()
     sess = session_mod.from_environment()
     if sess is None:
         _say("no session: start one with 'rkvm up', then restart GDB with 'gdb -x rkvm.py'")
         return
     STATE.session = sess
+    STATE.module_dirs = list(sess.module_dirs)
     try:
-        load_symbols(sess)
-        connect(sess)
+        with command_settings():
+            load_symbols(sess)
+            connect(sess)
     except RkvmError as e:
         _say(str(e))
         return
+    symbol_files.watch()
     if gdb.lookup_global_symbol("start_kernel") is not None:
-        _kaslr_at_attach(sess)
-        module_symbols.ModuleLoadBreakpoint(list(sess.module_dirs))
-        quietly(el2_symbols.InstallHookBreakpoint)
-        gdb.events.stop.connect(vbar_watch.on_stop)
-        for line in module_symbols.load_already_loaded(list(sess.module_dirs)):
-            gdb.write(line + "\n")
+        with command_settings():
+            _attach_kernel(sess)
     _say(f"attached to {sess.profile} session (QEMU pid {sess.pid}, {sess.gdb_address}); 'help rkvm' lists commands")
+
+
+def _attach_kernel(sess) -> None:
+    _kaslr_at_attach(sess)
+    lx_symbols.register_if_kernel_helpers()
+    module_symbols.ModuleLoadBreakpoint()
+    quietly(el2_symbols.InstallHookBreakpoint)
+    gdb.events.stop.connect(vbar_watch.on_stop)
+    for line in module_symbols.load_already_loaded():
+        gdb.write(line + "\n")

@@ -3,9 +3,10 @@
 
 def register_all():
     """Create the `rkvm` prefix, every subcommand and the convenience functions."""
-    from . import (cpus, el, esr, functions, hvc, kaslr_cmd, modules, prefix, run_to, status, step_el2, stub, sysreg,
-                   snapshot, trace_el, v2p, vectors, vmmap, walk)
+    from . import (cpus, el, esr, functions, hvc, kaslr_cmd, modules, prefix, run_to, settings, snapshot, status,
+                   step_el2, stub, sysreg, trace_el, v2p, vectors, vmmap, walk)
 
+    settings.register()
     prefix.RkvmPrefix()
     prefix.RkvmHvcPrefix()
     for cls in (status.RkvmStatus, run_to.RkvmRunTo, modules.RkvmModules, cpus.RkvmCpus, el.RkvmEl,

@@ -10,7 +10,8 @@ import json
 import gdb
 
 from ..errors import RkvmError
-from ..target.gdb_state import STATE
+from ..target.gdb_state import STATE, command_settings
+from . import completion, settings, style
 
 
 class _ArgError(Exception):
@@ -60,6 +61,14 @@ def _cpu_arg(value: str) -> int:
     return n
 
 
+def _cpu_numbers() -> list[str]:
+    """The vCPU numbers of the connected target (GDB thread N is CPU N-1), for completion."""
+    inferior = gdb.selected_inferior()
+    if inferior is None or inferior.pid == 0:
+        return []
+    return [str(th.num - 1) for th in inferior.threads()]
+
+
 def parse_int(text: str, what: str = "value") -> int:
     """An integer in C syntax (0x.., 0b.., decimal), or RkvmError naming what was expected."""
     try:
@@ -94,10 +103,10 @@ class RkvmCommand(gdb.Command):
     preconditions = ()
     reports_state = True     # adds --json
     explains = False         # adds --explain (a plain sentence per item, for a learner)
-    complete_with = gdb.COMPLETE_NONE
 
     def __init__(self):
-        super().__init__(f"rkvm {self.name}", gdb.COMMAND_USER, self.complete_with)
+        # No completer class: GDB then asks complete() below, which knows the arguments.
+        super().__init__(f"rkvm {self.name}", gdb.COMMAND_USER)
         self.parser = _Parser(prog=f"rkvm {self.name}", add_help=False)
         if self.reports_state:
             self.parser.add_argument("--json", action="store_true", help="print JSON")
@@ -110,7 +119,20 @@ class RkvmCommand(gdb.Command):
 
     @staticmethod
     def add_cpu_argument(parser):
-        parser.add_argument("--cpu", type=_cpu_arg, default=None, help="vCPU number (default: selected thread)")
+        completion.completes(
+            parser.add_argument("--cpu", type=_cpu_arg, default=None, help="vCPU number (default: selected thread)"),
+            _cpu_numbers)
+
+    def complete(self, text, word):
+        try:
+            found = completion.complete_arguments(self.parser, text)
+        except Exception:  # noqa: BLE001  completion must never print a traceback mid-line
+            return []
+        if found == completion.EXPRESSION:
+            return gdb.COMPLETE_EXPRESSION
+        if found == completion.FILENAME:
+            return gdb.COMPLETE_FILENAME
+        return completion.completions_for_word(found, text, word)
 
     def run(self, args):
         """Return a dict (printed with --json) or a string; or print and return None."""
@@ -123,9 +145,12 @@ class RkvmCommand(gdb.Command):
         STATE.in_command = True
         try:
             args = self.parser.parse_args(gdb.string_to_argv(arg))
+            if self.explains and settings.enabled("explain"):
+                args.explain = True
             for pre in self.preconditions:
                 pre.check()
-            result = self.run(args)
+            with command_settings():
+                result = self.run(args)
         except _ArgError as e:
             raise gdb.GdbError(f"rkvm {self.name}: {e} (see 'help rkvm {self.name}')") from None
         except RkvmError as e:
@@ -144,7 +169,7 @@ class RkvmCommand(gdb.Command):
         else:
             text = self.format(result, args)
             if text:
-                gdb.write(text.rstrip("\n") + "\n")
+                gdb.write(style.paint(text.rstrip("\n"), settings.palette()) + "\n")
 
 
 def _json_default(value):

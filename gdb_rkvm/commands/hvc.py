@@ -97,7 +97,7 @@ class HvcCatch:
 
 
 def _hvc_catch() -> HvcCatch | None:
-    return STATE.__dict__.get("hvc_catch")
+    return STATE.hvc_catch
 
 
 @only_when(STOPPED)
@@ -129,12 +129,12 @@ Example:
         old = _hvc_catch()
         if old is not None:
             old.disarm()
-            STATE.__dict__["hvc_catch"] = None
+            STATE.hvc_catch = None
         if args.off:
             return {"armed": False, "addresses": []}
         catch = HvcCatch(HvcFilter(args.imm, args.cpu, args.from_el))
         addresses = catch.arm()
-        STATE.__dict__["hvc_catch"] = catch
+        STATE.hvc_catch = catch
         return {"armed": True, "filter": catch.filter.describe(), "addresses": addresses}
 
     def format(self, r, args):

@@ -22,12 +22,11 @@ Example:
         p.add_argument("--load", action="store_true")
 
     def run(self, args):
-        dirs = list(STATE.session.module_dirs) if STATE.session else []
         out = []
         for mod in module_symbols.loaded_modules():
             name = mod["name"].string()
             if args.load and name not in STATE.loaded_modules:
-                gdb.write(module_symbols.load_module(mod, dirs) + "\n")
+                gdb.write(module_symbols.load_module(mod) + "\n")
             text = int(mod["mem"][module_symbols.MOD_TEXT]["base"])
             ko = STATE.loaded_modules.get(name, (None,))[0]
             out.append({"name": name, "text": text, "symbols": ko})

@@ -53,15 +53,12 @@ Example:
         p.add_argument("--count", type=int, default=1)
         p.add_argument("--timeout", type=float, default=60.0)
 
-    def complete(self, text, word):
-        return [e for e in sorted(stub_abi.EVENTS) if e.startswith(word or "")]
-
     def run(self, args):
         thread = gdb.selected_thread()
         if thread is not None and thread.is_running():
             raise RkvmError("the target is running: interrupt it first")
         if STATE.session is not None:  # attached to a running guest: rkvm.ko may be loaded already
-            module_symbols.load_already_loaded(list(STATE.session.module_dirs))
+            module_symbols.load_already_loaded()
         if args.event.startswith("hvc-"):
             # hvc events are on rkvm.ko's hot path: it reports them only while a debugger asks
             try:

@@ -8,6 +8,7 @@ from ..target.snapshot import vbar_origin
 from ..vbar_el2 import classify
 from ..target import gdb_target as t
 from .base import STOPPED, RkvmCommand, only_when, parse_int
+from .completion import FILENAME, completes
 
 
 def _why_not_the_stub(vbar: int, stub_pa: int | None, marks) -> str:
@@ -43,7 +44,7 @@ Example:
     name = "stub"
 
     def add_arguments(self, p):
-        p.add_argument("--elf")
+        completes(p.add_argument("--elf"), FILENAME)
         p.add_argument("--offset", type=lambda s: parse_int(s, "offset"))
 
     def run(self, args):

@@ -1,9 +1,9 @@
-import gdb
 
 from ..arch import decode, sysregs
 from ..errors import RkvmError
 from ..target import gdb_target as t
 from .base import STOPPED, RkvmCommand, only_when
+from .completion import completes
 from .format import fields_block
 
 
@@ -21,15 +21,10 @@ Example:
 
     name = "sysreg"
     explains = True
-    complete_with = gdb.COMPLETE_NONE
 
     def add_arguments(self, p):
-        p.add_argument("names", nargs="+")
+        completes(p.add_argument("names", nargs="+"), sysregs.names)
         self.add_cpu_argument(p)
-
-    def complete(self, text, word):
-        word = (word or "").upper()
-        return [n for n in sysregs.names() if n.upper().startswith(word)]
 
     def run(self, args):
         cpu = t.cpu_of(t.thread_for_cpu(args.cpu))

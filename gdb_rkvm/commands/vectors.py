@@ -32,9 +32,6 @@ Example:
         self.add_cpu_argument(p)
         p.add_argument("--count", type=int, default=3)
 
-    def complete(self, text, word):
-        return [x for x in ("el1", "el2") if x.startswith(word or "")]
-
     def run(self, args):
         cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
         el = int(args.el[-1])

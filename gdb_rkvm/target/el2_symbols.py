@@ -15,7 +15,7 @@ from .gdb_state import STATE, StopCheckBreakpoint
 
 def loaded() -> dict:
     """{elf path: load offset} of EL2 ELFs GDB has symbols for."""
-    return STATE.__dict__.setdefault("el2_elfs", {})
+    return STATE.el2_elfs
 
 
 def load(elf: Path, offset: int) -> str:

@@ -210,7 +210,7 @@ def read_physical(addr: int, size: int) -> bytes:
 def symbol_at(addr: int) -> str | None:
     """'name+off' for a code or data address GDB has symbols for, else None (always None while a
     KASLR kernel's slide is unknown: the symbols would be wrong)."""
-    if STATE.__dict__.get("kaslr", {}).get("pending"):
+    if STATE.kaslr.get("pending"):
         return None
     try:
         out = gdb.execute(f"info symbol {addr:#x}", to_string=True).strip()

@@ -7,18 +7,18 @@ guest is needed. `symbol-file -o SLIDE vmlinux` then moves every symbol.
 
 from pathlib import Path
 
-import gdb
 from elftools.elf.elffile import ELFFile
 
 from ..errors import RkvmError
 from . import gdb_target as t
+from . import symbol_files
 from .gdb_state import STATE
 
 KERNEL_HALF = 1 << 63
 
 
 def _state() -> dict:
-    return STATE.__dict__.setdefault("kaslr", {"slide": 0, "known": False, "how": "not checked yet"})
+    return STATE.kaslr
 
 
 def link_address(vmlinux: str, name: str = "vectors") -> int | None:
@@ -60,19 +60,14 @@ def detect(vmlinux: str) -> dict:
 
 
 def apply(vmlinux: str, slide: int) -> str:
-    """Reload vmlinux's symbols moved by `slide` (no-op if already there)."""
+    """Reload vmlinux's symbols moved by `slide` (no-op if already there). Module and EL2 ELF
+    objfiles stay where they are: they were placed at runtime addresses, which the slide does not
+    change."""
     st = _state()
-    if st.get("known") and st.get("slide") == slide:
+    if st.get("known") and st.get("slide") == slide and symbol_files.gdb_offset(vmlinux) == slide:
         return f"rkvm: KASLR slide {slide:#x} already applied"
-    offset = slide if slide < KERNEL_HALF else slide - (1 << 64)
-    gdb.execute("set auto-load python-scripts off", to_string=True)  # the lx-* helpers are loaded already
-    try:
-        gdb.execute(f"symbol-file -o {offset:#x} {vmlinux}", to_string=True)
-    finally:
-        gdb.execute("set auto-load python-scripts on", to_string=True)
-    st.update(slide=slide, known=True)
-    STATE.loaded_modules.clear()       # module objfiles went with the old symbol table
-    STATE.__dict__.get("el2_elfs", {}).clear()
+    st.update(slide=slide, known=True)   # before the load: the objfile watcher reads it
+    symbol_files.load_vmlinux(vmlinux, slide)
     return f"rkvm: KASLR slide {slide:#x}: vmlinux symbols relocated"
 
 
@@ -85,7 +80,8 @@ def update(vmlinux: str) -> str | None:
         st["known_now"] = False
         return None
     st["known_now"] = True
-    if st.get("known") and st.get("slide") == found["slide"]:
+    if symbol_files.gdb_offset(vmlinux) == found["slide"]:
+        st.update(slide=found["slide"], known=True)   # GDB already has vmlinux there: nothing to reload
         return None
     return apply(vmlinux, found["slide"])
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gdb
 
+from . import symbol_files
 from .gdb_state import STATE, StopCheckBreakpoint
 
 MOD_TEXT = 0  # enum mod_mem_type in include/linux/module.h (6.4+)
@@ -43,17 +44,25 @@ def section_addresses(mod: gdb.Value) -> dict[str, int]:
     return out
 
 
-def load_module(mod: gdb.Value, dirs: list[str]) -> str:
-    """add-symbol-file for `mod` (a struct module value). Returns a line saying what happened."""
+def load_module(mod: gdb.Value, dirs: list[str] | None = None) -> str:
+    """add-symbol-file for `mod` (a struct module value), once: a module already loaded at the same
+    address is left alone, one at another address (reloaded by the guest) is replaced. Returns a
+    line saying what happened."""
+    dirs = STATE.module_dirs if dirs is None else dirs
     name = mod["name"].string()
     ko = find_ko(name, dirs)
     if ko is None:
         return f"rkvm: module {name}: no {name}.ko in {', '.join(dirs) or '(no module dirs)'}"
     sections = section_addresses(mod)
     text = sections.pop(".text", None) or int(mod["mem"][MOD_TEXT]["base"])
+    previous = STATE.loaded_modules.get(name)
+    if previous == (str(ko), text) and symbol_files.objfile_for(ko) is not None:
+        return f"rkvm: symbols of {name} already loaded at {text:#x}"
+    if symbol_files.objfile_for(ko) is not None:
+        gdb.execute(f"remove-symbol-file {symbol_files.quote_path(ko)}", to_string=True)
     extra = "".join(f" -s {sec} {addr:#x}" for sec, addr in sorted(sections.items())
                     if addr and sec.startswith(_PLACED_SECTIONS))
-    gdb.execute(f"add-symbol-file {ko} {text:#x}{extra}", to_string=True)
+    gdb.execute(f"add-symbol-file {symbol_files.quote_path(ko)} {text:#x}{extra}", to_string=True)
     STATE.loaded_modules[name] = (str(ko), text)
     return f"rkvm: loaded symbols of {name} at {text:#x} from {ko}"
 
@@ -61,15 +70,14 @@ def load_module(mod: gdb.Value, dirs: list[str]) -> str:
 class ModuleLoadBreakpoint(StopCheckBreakpoint):
     """Internal breakpoint on do_init_module: loads the module's symbols, never stops."""
 
-    def __init__(self, dirs: list[str]):
+    def __init__(self):
         super().__init__("do_init_module", internal=True)
         self.silent = True
-        self.dirs = dirs
 
     def check(self):
         try:
             mod = gdb.parse_and_eval("mod")
-            gdb.write(load_module(mod, self.dirs) + "\n")
+            gdb.write(load_module(mod) + "\n")
         except gdb.error as e:  # symbols missing or memory unreadable: say so, keep running
             gdb.write(f"rkvm: could not load module symbols: {e}\n")
         return False
@@ -90,7 +98,7 @@ def loaded_modules() -> list[gdb.Value]:
     return out
 
 
-def load_already_loaded(dirs: list[str]) -> list[str]:
+def load_already_loaded(dirs: list[str] | None = None) -> list[str]:
     """Load symbols of modules the kernel has already loaded (attaching to a running guest).
 
     Returns the lines saying what was done; nothing (and no error) when the kernel's module list

@@ -9,7 +9,7 @@ from ..errors import RkvmError
 from ..vbar_el2 import classify
 from . import gdb_target as t
 from . import kernel_facts, module_symbols, translation
-from .gdb_state import STATE, notice
+from .gdb_state import STATE, notice, rkvm_setting
 
 MOD_MEM_TYPES = {0: ".text", 1: ".data", 2: ".rodata", 3: ".data..ro_after_init", 4: ".init.text",
                  5: ".init.data", 6: ".init.rodata"}
@@ -74,7 +74,9 @@ def format_move(cpus: list[int], old: int, new: dict) -> str:
 
 def on_stop(event=None) -> None:
     """Stop-event handler: report moves since the last stop (not 0 -> hyp-stub, which is boot)."""
-    seen = STATE.__dict__.setdefault("vbar_seen", {})
+    if not rkvm_setting("vbar-watch", True):
+        return
+    seen = STATE.vbar_seen
     try:
         now = {cpu: t.read_register("VBAR_EL2", cpu) for cpu, _ in t.cpu_threads()}
     except (RkvmError, gdb.error):
@@ -94,5 +96,5 @@ def on_stop(event=None) -> None:
         except (RkvmError, gdb.error) as e:
             notice(f"rkvm: VBAR_EL2 moved on CPU {', '.join(map(str, cpus))} to {new:#x} ({e})")
             continue
-        STATE.__dict__.setdefault("vbar_moves", []).append({"cpus": cpus, "old": old, **info})
+        STATE.vbar_moves.append({"cpus": cpus, "old": old, **info})
         notice(format_move(cpus, old, info))
