@@ -42,8 +42,10 @@ lab-kaslr: module-kaslr
 	@KERNEL_OUT=$(CURDIR)/build/kernel-kaslr MODULE_KO=$(CURDIR)/build/module-kaslr/rkvm.ko \
 		lab/build-initramfs.sh build/initramfs-kaslr.cpio.gz build/othervisor-kaslr/othervisor.ko
 
+# GDB_ARGS go to GDB, e.g. make gdb GDB_ARGS="-batch -ex 'rkvm status'"
+GDB_ARGS ?=
 gdb: lab
-	$(PYTHON) -m gdb_rkvm.cli gdb
+	$(PYTHON) -m gdb_rkvm.cli gdb $(GDB_ARGS)
 
 up: lab
 	$(PYTHON) -m gdb_rkvm.cli up

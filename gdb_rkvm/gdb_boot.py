@@ -37,7 +37,12 @@ def load_symbols(sess) -> None:
     # A later `file`/`lx-symbols` by the user lets GDB auto-load the script again: allow it for this
     # kernel's directory only (a no-op then, its modules are imported), instead of GDB's ten-line
     # safe-path warning.
-    _quiet(f"add-auto-load-safe-path {symbol_files.quote_path(vmlinux.parent)}")
+    # (In a kernel build tree the script is a symlink into the source: GDB checks where it points.)
+    script = vmlinux.parent / "vmlinux-gdb.py"
+    for trusted in {vmlinux.parent, script.resolve().parent if script.exists() else vmlinux.parent}:
+        # This command takes the rest of the line, unquoted, as a ':'-separated list.
+        if ":" not in str(trusted) and str(trusted).isprintable():
+            _quiet(f"add-auto-load-safe-path {trusted}")
     if sess.gdb_scripts and Path(sess.gdb_scripts).is_file():
         load_kernel_helpers(Path(sess.gdb_scripts))
 
