@@ -43,7 +43,7 @@ def report() -> list[dict]:
             version = getattr(mod, "__version__", None) or "installed"
             rows.append({"name": f"python:{pkg}", "ok": True, "version": str(version), "fix": None})
         except ImportError:
-            rows.append({"name": f"python:{pkg}", "ok": False, "version": None, "fix": "pip install -e '.[test]'"})
+            rows.append({"name": f"python:{pkg}", "ok": False, "version": None, "fix": "make setup"})
     tarball = Path("/usr/src/linux-source-6.12.tar.xz")
     rows.append({"name": "linux-source-6.12", "ok": tarball.is_file(),
                  "version": str(tarball) if tarball.is_file() else None, "fix": "apt-get install linux-source-6.12"})
