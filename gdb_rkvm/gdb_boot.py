@@ -67,7 +67,7 @@ def connect(sess) -> None:
 def _kaslr_at_attach(sess) -> None:
     """A randomized kernel's symbols are wrong until the slide is known: run the guest until it has
     relocated itself (VBAR_EL1 set), bounded, then relocate vmlinux; check again at every stop."""
-    if not kaslr.kaslr_capable(sess.vmlinux) or "nokaslr" in sess.kernel_cmdline.split():
+    if "nokaslr" in sess.kernel_cmdline.split() or not kaslr.kaslr_capable(sess.vmlinux):
         return
     kaslr.status()["pending"] = True
     for _ in range(50):  # 10 s of guest time at most

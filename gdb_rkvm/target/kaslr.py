@@ -7,8 +7,8 @@ guest is needed. `symbol-file -o SLIDE vmlinux` then moves every symbol.
 
 from pathlib import Path
 
-from elftools.elf.elffile import ELFFile
 
+from .. import elf_symtab
 from ..errors import RkvmError
 from . import gdb_target as t
 from . import symbol_files
@@ -23,14 +23,8 @@ def _state() -> dict:
 
 def link_address(vmlinux: str, name: str = "vectors") -> int | None:
     """`name`'s address in the vmlinux file itself (unrelocated)."""
-    try:
-        with open(vmlinux, "rb") as f:
-            symtab = ELFFile(f).get_section_by_name(".symtab")
-            for sym in symtab.get_symbol_by_name(name) or []:
-                return sym["st_value"]
-    except (OSError, ValueError):
-        return None
-    return None
+    names = elf_symtab.KERNEL_NAMES if name in elf_symtab.KERNEL_NAMES else (name,)
+    return elf_symtab.link_addresses(vmlinux, names).get(name)
 
 
 def kaslr_capable(vmlinux: str) -> bool:
