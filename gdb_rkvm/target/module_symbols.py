@@ -87,7 +87,9 @@ def loaded_modules() -> list[gdb.Value]:
     """struct module values on the kernel's `modules` list."""
     head = gdb.parse_and_eval("modules")
     mod_type = gdb.lookup_type("struct module").pointer()
-    offset = int(gdb.parse_and_eval("&((struct module *)0)->list"))
+    # The field offset from the type, not from an expression: C's parser would look "struct module"
+    # up through every scope (two seconds on vmlinux).
+    offset = next(f.bitpos // 8 for f in mod_type.target().fields() if f.name == "list")
     out = []
     node = head["next"]
     for _ in range(4096):  # bounded: a corrupt list must not hang GDB
@@ -104,6 +106,8 @@ def load_already_loaded(dirs: list[str] | None = None) -> list[str]:
     Returns the lines saying what was done; nothing (and no error) when the kernel's module list
     cannot be read yet, as at reset with the MMU off.
     """
+    if not _selected_cpu_in_kernel():
+        return []   # at reset: no module can be loaded, and the first lookups cost seconds
     try:
         mods = loaded_modules()
     except (gdb.error, gdb.MemoryError):
@@ -116,3 +120,13 @@ def load_already_loaded(dirs: list[str] | None = None) -> list[str]:
         except (gdb.error, gdb.MemoryError) as e:
             lines.append(f"rkvm: could not load module symbols: {e}")
     return lines
+
+
+def _selected_cpu_in_kernel() -> bool:
+    """Whether the selected CPU runs with a kernel VA as its PC (the upper, TTBR1 half): only then
+    do reads of the kernel's module list go through the kernel's own translation."""
+    try:
+        pc = int(gdb.selected_frame().pc())
+    except gdb.error:
+        return False
+    return bool(pc >> 63)

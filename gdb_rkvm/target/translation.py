@@ -110,7 +110,7 @@ def kernel_layout(cpu: int | None = None) -> KernelLayout:
     tcr = t.read_register("TCR_EL1", cpu)
     geo = pt.stage1_geometry(tcr, upper=True)
     try:
-        page_size = int(gdb.parse_and_eval("sizeof(struct page)"))
+        page_size = gdb.lookup_type("struct page").sizeof   # not an expression: see module_symbols
     except gdb.error:
         page_size = 64
     module_ranges = []
