@@ -10,6 +10,7 @@ import json
 import gdb
 
 from ..errors import RkvmError
+from ..target import symbol_files
 from ..target.gdb_state import STATE, command_settings
 from . import completion, settings, style
 
@@ -147,6 +148,7 @@ class RkvmCommand(gdb.Command):
             args = self.parser.parse_args(gdb.string_to_argv(arg))
             if self.explains and settings.enabled("explain"):
                 args.explain = True
+            symbol_files.after_reload()
             for pre in self.preconditions:
                 pre.check()
             with command_settings():

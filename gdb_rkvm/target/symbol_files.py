@@ -95,11 +95,20 @@ def _put_vmlinux_back() -> None:
     notice(f"rkvm: vmlinux was reloaded at offset {current:#x}: moved back to the KASLR slide {slide:#x}")
 
 
+def after_reload() -> None:
+    """Run after a command that may have reloaded vmlinux (GDB's hookpost-file/-symbol-file, rkvm
+    commands, stops): put it back at the slide if it moved."""
+    if STATE.vmlinux_reloaded:
+        STATE.vmlinux_reloaded = False
+        _put_vmlinux_back()
+
+
 def on_new_objfile(event) -> None:
-    """A vmlinux that someone (re)loaded at another offset than the slide is put back; after the
-    command that loaded it, since GDB is still inside that load now."""
+    """Note that vmlinux was (re)loaded. Nothing is reloaded here: GDB is still inside that load
+    (and a gdb.post_event left queued in batch mode crashes GDB 13 at exit), so the move happens in
+    after_reload(), once the command is done."""
     if _same_file(event.new_objfile.filename, _session_vmlinux()):
-        gdb.post_event(_put_vmlinux_back)
+        STATE.vmlinux_reloaded = True
 
 
 def on_free_objfile(event) -> None:
@@ -113,7 +122,27 @@ def on_free_objfile(event) -> None:
             del STATE.el2_elfs[elf]
 
 
+# GDB runs a `hookpost-CMD` user command after CMD, from the CLI, MI's console and gdb.execute alike.
+RELOADING_COMMANDS = ("file", "symbol-file")
+_HOOK_BODY = "python from gdb_rkvm.target import symbol_files; symbol_files.after_reload()"
+
+
+def _install_hooks() -> None:
+    for cmd in RELOADING_COMMANDS:
+        try:
+            existing = gdb.execute(f"show user hookpost-{cmd}", to_string=True)
+        except gdb.error:
+            existing = ""
+        if existing.strip() and _HOOK_BODY not in existing:
+            notice(f"rkvm: you have your own hookpost-{cmd}: vmlinux is put back at the KASLR slide at the next "
+                   "rkvm command or stop instead")
+            continue
+        gdb.execute(f"define hookpost-{cmd}\n{_HOOK_BODY}\nend", to_string=True)
+
+
 def watch() -> None:
-    """Follow GDB's objfile events from now on."""
+    """Follow GDB's objfile events and the commands that reload symbols."""
     gdb.events.new_objfile.connect(on_new_objfile)
     gdb.events.free_objfile.connect(on_free_objfile)
+    gdb.events.stop.connect(lambda _event: after_reload())
+    _install_hooks()
