@@ -10,6 +10,7 @@ import gdb
 from . import session as session_mod
 from .commands import register_all
 from .errors import RkvmError
+from .guest_text import UnsafeArgument, escape, gdb_arg
 from .target import el2_symbols, kaslr, module_symbols, resume, vbar_watch
 from .target.gdb_state import STATE, notice, quietly
 
@@ -30,11 +31,17 @@ def load_symbols(sess) -> None:
         return
     from .elf_check import check_vmlinux
     check_vmlinux(vmlinux)
+    try:
+        quoted = gdb_arg(vmlinux.resolve())
+    except UnsafeArgument as e:
+        raise RkvmError(f"vmlinux path refused: {e}") from None
     # GDB's own auto-load of vmlinux-gdb.py, nested inside this script, runs it with rkvm.py's
     # __file__, so its `scripts/gdb` import path points here: load it ourselves with its own name.
     _quiet("set auto-load python-scripts off")
-    _quiet(f"file {vmlinux}")
-    _quiet("set auto-load python-scripts on")
+    try:
+        _quiet(f"file {quoted}")
+    finally:
+        _quiet("set auto-load python-scripts on")
     if sess.gdb_scripts and Path(sess.gdb_scripts).is_file():
         load_kernel_helpers(Path(sess.gdb_scripts))
 
@@ -50,6 +57,8 @@ def load_kernel_helpers(script: Path) -> None:
 
 
 def connect(sess) -> None:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in str(sess.gdb_address)):  # would be a second command
+        raise RkvmError(f"gdbstub address '{escape(str(sess.gdb_address))}' refused: it holds control characters")
     try:
         _quiet(f"target remote {sess.gdb_address}")
     except gdb.error as e:
@@ -107,8 +116,8 @@ def main() -> None:
     try:
         load_symbols(sess)
         connect(sess)
-    except RkvmError as e:
-        _say(str(e))
+    except (RkvmError, gdb.error) as e:  # one line, never a traceback
+        _say(escape(str(e)))
         return
     if gdb.lookup_global_symbol("start_kernel") is not None:
         _kaslr_at_attach(sess)

@@ -10,6 +10,7 @@ import json
 import gdb
 
 from ..errors import RkvmError
+from ..guest_text import escape
 from ..target.gdb_state import STATE
 
 
@@ -132,6 +133,8 @@ class RkvmCommand(gdb.Command):
             raise gdb.GdbError(f"rkvm {self.name}: {e}") from None
         except gdb.error as e:  # memory errors, a lost connection...: one line, never a traceback
             raise gdb.GdbError(f"rkvm {self.name}: {e}") from None
+        except (ValueError, OverflowError) as e:  # a corrupt guest value GDB or Python cannot take
+            raise gdb.GdbError(f"rkvm {self.name}: unexpected guest data: {escape(str(e))}") from None
         finally:
             STATE.in_command = False
             for line in STATE.notices:

@@ -11,6 +11,7 @@ import gdb
 from elftools.elf.elffile import ELFFile
 
 from ..errors import RkvmError
+from ..guest_text import UnsafeArgument, gdb_arg
 from . import gdb_target as t
 from .gdb_state import STATE
 
@@ -65,9 +66,13 @@ def apply(vmlinux: str, slide: int) -> str:
     if st.get("known") and st.get("slide") == slide:
         return f"rkvm: KASLR slide {slide:#x} already applied"
     offset = slide if slide < KERNEL_HALF else slide - (1 << 64)
+    try:
+        gdb_arg(vmlinux)
+    except UnsafeArgument as e:
+        raise RkvmError(f"vmlinux path refused: {e}") from None
     gdb.execute("set auto-load python-scripts off", to_string=True)  # the lx-* helpers are loaded already
     try:
-        gdb.execute(f"symbol-file -o {offset:#x} {vmlinux}", to_string=True)
+        gdb.execute(f"symbol-file -o {offset:#x} {gdb_arg(Path(vmlinux).resolve())}", to_string=True)
     finally:
         gdb.execute("set auto-load python-scripts on", to_string=True)
     st.update(slide=slide, known=True)
