@@ -35,7 +35,13 @@ Example:
         for m in r["mappings"]:
             lines.append(f"{m['va']:#018x}  {m['end']:#018x}  {_size(m['size']):<8} {m['pa']:<#12x} "
                          f"{m['perms']}  {m['attributes'].get('MemType', '')}")
-        lines.append(f"{len(r['mappings'])} ranges from {r['tables_total']} tables")
+        for s in r.get("shared_tables", []):
+            lines.append(f"{s['va']:#018x}  {s['end']:#018x}  {_size(s['size']):<8} shared: the level {s['level']} "
+                         f"table at PA {s['table']:#x}, already listed at VA {s['same_as_va']:#x}")
+        if r.get("shared_total", 0) > len(r.get("shared_tables", [])):
+            lines.append(f"... and {r['shared_total'] - len(r['shared_tables'])} more shared-table ranges")
+        shared = f", {r['shared_total']} shared-table ranges (not walked again)" if r.get("shared_total") else ""
+        lines.append(f"{len(r['mappings'])} ranges from {r['tables_total']} tables{shared}")
         lines += [f"problem: {p}" for p in r["problems"]]
         return "\n".join(lines)
 
