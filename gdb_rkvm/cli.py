@@ -210,9 +210,13 @@ def main(argv=None) -> int:
     try:
         require_checkout()
         if args.command == "gdb":
+            if args.smp is not None:
+                profiles.check_smp(args.smp)
             return cmd_gdb(args, rest)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if getattr(args, "smp", None) is not None:
+            profiles.check_smp(args.smp)  # before anything starts: one line, exit 2
         return args.func(args)
     except RkvmError as e:
         print(f"rkvm {args.command}: {escape(str(e))}", file=sys.stderr)

@@ -43,3 +43,22 @@ def hostile_memory() -> PageMemory:
     mem.put(L2, [L3 | TABLE] * 512)
     mem.put(L3, [(OUT + i * 4096) | AF | ISH | ((i & 1) << 2) | PAGE for i in range(512)])
     return mem
+
+
+def distinct_memory(n_l3: int = 4096) -> PageMemory:
+    """No sharing this time: `n_l3` different level 3 tables (each 512 pages, AttrIndx alternating),
+    under one level 0 and one level 1 table and as many level 2 tables as needed. Only the budget
+    (descriptors, ranges, time) bounds the work."""
+    mem = PageMemory()
+    n_l2 = -(-n_l3 // 512)
+    l2_base, l3_base = 0x4100_0000, 0x4200_0000
+    mem.put(L0, [L1 | TABLE] + [0] * 511)
+    mem.put(L1, [(l2_base + i * 4096) | TABLE for i in range(n_l2)] + [0] * (512 - n_l2))
+    leaves = [(OUT + i * 4096) | AF | ISH | ((i & 1) << 2) | PAGE for i in range(512)]
+    for i in range(n_l2):
+        count = min(512, n_l3 - i * 512)
+        mem.put(l2_base + i * 4096, [(l3_base + (i * 512 + j) * 4096) | TABLE for j in range(count)]
+                + [0] * (512 - count))
+    for k in range(n_l3):
+        mem.put(l3_base + k * 4096, leaves)
+    return mem
