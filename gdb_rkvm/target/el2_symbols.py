@@ -80,6 +80,6 @@ class InstallHookBreakpoint(StopCheckBreakpoint):
                 vbar = int(gdb.parse_and_eval("$x3")) & ((1 << 64) - 1)
                 # a listener (hvc catch) that must move its breakpoints asks for a stop: it re-arms there
                 return any(listener(vbar) for listener in list(self.listeners))
-        except gdb.error as e:
+        except (gdb.error, RkvmError, ValueError, OverflowError) as e:
             gdb.write(f"rkvm: stub symbols not updated: {e}\n")
         return False
