@@ -3,8 +3,8 @@
 import gdb
 
 from .. import stub_abi
-from ..profiles import memory_bytes
 from ..errors import RkvmError
+from ..profiles import memory_bytes
 from ..vbar_el2 import VectorLandmarks
 from . import gdb_target as t
 from .gdb_state import STATE
