@@ -10,7 +10,7 @@ from ..target.guest_strings import c_string
 
 
 class RkvmElFunction(gdb.Function):
-    """$rkvm_el() — the selected CPU's current exception level (0-3), from PSTATE.EL in $cpsr.
+    """$rkvm_el() - the selected CPU's current exception level (0-3), from PSTATE.EL in $cpsr.
 
 Example: break some_function if $rkvm_el() == 2"""
 
@@ -25,7 +25,7 @@ Example: break some_function if $rkvm_el() == 2"""
 
 
 class RkvmSysregFunction(gdb.Function):
-    """$rkvm_sysreg("NAME") — a system register of the selected CPU by its architectural name.
+    """$rkvm_sysreg("NAME") - a system register of the selected CPU by its architectural name.
 
 Example: p/x $rkvm_sysreg("SCTLR_EL1")   (QEMU 7.2 calls it $SCTLR)"""
 
