@@ -39,7 +39,7 @@ def main() -> int:
           f"{len(shared)} shared-table range(s), {len(text)} bytes of output")
     for p in problems[:6]:
         print(f"  problem: {p}")
-    print(f"time {seconds:.2f} s, peak memory +{peak_mb:.1f} MB (RSS over the interpreter's own)")
+    print(f"time {seconds * 1000:.1f} ms, peak memory +{peak_mb:.1f} MB (RSS over the interpreter's own)")
     return 0
 
 

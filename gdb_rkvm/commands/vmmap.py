@@ -11,6 +11,10 @@ class RkvmVmmap(RkvmCommand):
 
 Usage: rkvm vmmap [--ttbr0|--ttbr1] [--cpu N] [--json]
 Default --ttbr1 (the kernel's half). Permissions are EL1 then EL0 (rwx), from AP, PXN and UXN.
+Each table is walked once: entries that point at a table already walked are listed as "shared"
+(they map what the first VA maps). The tables are guest memory, so the walk is bounded (20000
+tables, 2M descriptors, 65536 ranges, 20 s): past a bound it stops and says "truncated" with the
+numbers (JSON: truncated, traversal, shared_tables).
 Example:
   (gdb) rkvm vmmap
   VA start            VA end              size     PA           EL1 EL0  type
