@@ -1,5 +1,6 @@
-"""The attacks on the live lab: a guest that corrupts its own memory in the ways the issue describes,
-then a fresh GDB attaches to it (module symbols load at attach, as they do in triage)."""
+"""The hostile suite's attacks on the live lab (tests/hostile/ has the unit-level ones): a guest that
+corrupts its own memory in the ways issue 13 describes, then a fresh GDB attaches to it (module
+symbols load at attach, as they do in triage)."""
 
 import os
 import time
@@ -10,7 +11,7 @@ import pytest
 from tests.conftest import js
 
 pytestmark = pytest.mark.lab
-GUEST = Path(__file__).parent / "guest"
+GUEST = Path(__file__).parent.parent / "hostile" / "guest"   # GDB scripts that corrupt the guest
 RAW_CONTROL = ("\x1b", "\x07")
 
 
