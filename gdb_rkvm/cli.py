@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import doctor, profiles, session
 from .errors import RkvmError
+from .guest_text import escape
 from .paths import REPO, require_checkout
 
 
@@ -140,13 +141,13 @@ def cmd_triage(args):
     if args.json:
         print(json.dumps({k: v for k, v in rep.items() if k != "snapshot"}, indent=2))
     else:
-        print(f"rkvm triage: {rep['status']}: {rep['reason']}")
+        print(f"rkvm triage: {rep['status']}: {escape(rep['reason'])}")
         for f in rep["findings"]:
             cpus = f" (CPU {', '.join(map(str, f['cpus']))})" if f["cpus"] else ""
-            print(f"  {f['severity']:<7} {f['code']}{cpus}: {f['summary']}")
+            print(f"  {f['severity']:<7} {f['code']}{cpus}: {escape(f['summary'])}")
         print(f"rkvm triage: report in {Path(args.out) / 'report.md'}")
     if code == 2:
-        print(f"rkvm triage: {rep['reason']}", file=sys.stderr)
+        print(f"rkvm triage: {escape(rep['reason'])}", file=sys.stderr)
     return code
 
 
@@ -209,12 +210,16 @@ def main(argv=None) -> int:
     try:
         require_checkout()
         if args.command == "gdb":
+            if args.smp is not None:
+                profiles.check_smp(args.smp)
             return cmd_gdb(args, rest)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if getattr(args, "smp", None) is not None:
+            profiles.check_smp(args.smp)  # before anything starts: one line, exit 2
         return args.func(args)
     except RkvmError as e:
-        print(f"rkvm {args.command}: {e}", file=sys.stderr)
+        print(f"rkvm {args.command}: {escape(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rkvm {args.command}: interrupted", file=sys.stderr)

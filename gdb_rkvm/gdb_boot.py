@@ -8,11 +8,11 @@ from pathlib import Path
 import gdb
 
 from . import session as session_mod
-from .commands import register_all
+from .commands import lx_symbols, register_all
 from .errors import RkvmError
 from .target import el2_symbols, kaslr, module_symbols, resume, symbol_files, vbar_watch
-from .commands import lx_symbols
 from .target.gdb_state import STATE, command_settings, notice, quietly
+from .guest_text import escape
 
 
 def _say(text: str) -> None:
@@ -58,6 +58,8 @@ def load_kernel_helpers(script: Path) -> None:
 
 
 def connect(sess) -> None:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in str(sess.gdb_address)):  # would be a second command
+        raise RkvmError(f"gdbstub address '{escape(str(sess.gdb_address))}' refused: it holds control characters")
     try:
         _quiet(f"target remote {sess.gdb_address}")
     except gdb.error as e:
@@ -116,8 +118,8 @@ def main() -> None:
         with command_settings():
             load_symbols(sess)
             connect(sess)
-    except RkvmError as e:
-        _say(str(e))
+    except (RkvmError, gdb.error) as e:  # one line, never a traceback
+        _say(escape(str(e)))
         return
     symbol_files.watch()
     if gdb.lookup_global_symbol("start_kernel") is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import RkvmError
+from .guest_text import escape
 from .paths import REPO, build_dir, profiles_dir
 
 MACHINE_KEYS = {
@@ -27,6 +28,56 @@ class ProfileError(RkvmError):
     pass
 
 
+# QEMU's size suffixes (qemu_strtosz): binary multiples; -m takes a bare number as MiB.
+_SIZE_UNITS = {"": 1 << 20, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50,
+               "e": 1 << 60}
+_SIZE = re.compile(r"(?:size=)?(\d+(?:\.\d+)?)\s*([bkmgtpe]?)", re.IGNORECASE)
+
+
+def memory_bytes(text: str) -> int:
+    """Bytes of guest RAM for a QEMU `-m` value: '2048' (MiB), '2G', '512M', '1.5G', 'size=2G,maxmem=4G'.
+    ProfileError if it is not one (QEMU would refuse it too)."""
+    first = str(text).strip().split(",", 1)[0]
+    m = _SIZE.fullmatch(first)
+    if not m:
+        raise ProfileError(f"memory '{escape(str(text))}' is not a QEMU size (a number of MiB, or with a "
+                           "suffix: 512M, 2G)")
+    size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    if size <= 0:
+        raise ProfileError(f"memory '{escape(str(text))}' is no memory at all")
+    return size
+
+
+def max_smp() -> int:
+    """vCPUs rkvm.ko's EL2 stub has per-CPU slots for (RKVM_MAX_CPUS in stub/rkvm_abi.h)."""
+    from .stub_abi import value
+    return value("RKVM_MAX_CPUS")
+
+
+def check_smp(value) -> int:
+    """The vCPU count of `--smp N` or a profile's smp ('N' or 'N,maxcpus=M,...': the largest counts),
+    refused (ProfileError) unless 1 <= N <= RKVM_MAX_CPUS: the stub's per-CPU slots and stacks hold
+    that many, and rkvm.ko refuses to load on more."""
+    text = str(value).strip()
+    fields = text.split(",")
+    counts = []
+    if re.fullmatch(r"(?:cpus=)?-?\d+", fields[0]):
+        counts.append(int(fields[0].removeprefix("cpus=")))
+    for f in fields[1:]:
+        k, _, v = f.partition("=")
+        if k == "maxcpus" and re.fullmatch(r"-?\d+", v):
+            counts.append(int(v))
+    if not counts:
+        raise ProfileError(f"smp '{escape(text)}': expected a number of vCPUs first (e.g. 2)")
+    n = max(counts)
+    if min(counts) < 1:
+        raise ProfileError(f"smp {escape(text)}: a guest needs at least 1 vCPU")
+    if n > max_smp():
+        raise ProfileError(f"smp {escape(text)}: rkvm.ko's EL2 stub has per-CPU slots for {max_smp()} vCPUs "
+                           f"(RKVM_MAX_CPUS in stub/rkvm_abi.h); it refuses to load on more")
+    return n
+
+
 @dataclass
 class Profile:
     """A loaded profile with every ${var} expanded."""
@@ -41,8 +92,10 @@ class Profile:
     def qemu_args(self, append_extra: str = "", smp: int | None = None) -> list[str]:
         """QEMU's argv for this machine, without the session's own plumbing (-S, -gdb, serial)."""
         m = self.machine
+        smp_arg = str(smp if smp is not None else m.get("smp", "1"))
+        check_smp(smp_arg)
         args = [m.get("qemu", "qemu-system-aarch64"), "-M", m["machine"], "-cpu", m["cpu"]]
-        args += ["-smp", str(smp or m.get("smp", "1")), "-m", m.get("memory", "1024")]
+        args += ["-smp", smp_arg, "-m", m.get("memory", "1024")]
         args += ["-kernel", m["kernel"]]
         if m.get("initrd"):
             args += ["-initrd", m["initrd"]]
@@ -167,7 +220,13 @@ def load(name_or_path: str, overrides: dict | None = None) -> Profile:
         path = profiles_dir() / f"{name_or_path}.toml"
     if not path.is_file():
         raise ProfileError(f"unknown profile '{name_or_path}' (available: {', '.join(available())})")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                           "TOML files are UTF-8") from None
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot read it ({e.strerror})") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -181,4 +240,10 @@ def load(name_or_path: str, overrides: dict | None = None) -> Profile:
     variables = _resolve_vars(path, text, raw.get("vars", {}), overrides)
     machine = {k: _expand(v, variables, _where(path, text, "machine", k)) for k, v in raw["machine"].items()}
     gdb = {k: _expand(v, variables, _where(path, text, "gdb", k)) for k, v in raw.get("gdb", {}).items()}
+    for key, check in (("memory", memory_bytes), ("smp", check_smp)):
+        if key in machine:
+            try:
+                check(machine[key])
+            except ProfileError as e:
+                raise ProfileError(f"{_where(path, text, 'machine', key)}: {e}") from None
     return Profile(path.stem, path, raw.get("description", ""), variables, machine, gdb)

@@ -17,6 +17,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from . import profiles, session
 from .arch import sysregs
 from .errors import RkvmError
+from .guest_text import escape
 from .paths import build_dir
 from .target.mi import GdbMi
 
@@ -114,7 +115,7 @@ class Shell:
             if data:
                 self._serial_pos += len(data)
                 text = data.decode(errors="replace").replace("\x1b[6n", "")
-                self.emit("".join(f"[guest] {line}\n" for line in text.splitlines() if line.strip()))
+                self.emit("".join(f"[guest] {escape(line)}\n" for line in text.splitlines() if line.strip()))
             time.sleep(0.2)
 
     def execute(self, line: str) -> str:

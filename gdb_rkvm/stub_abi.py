@@ -40,3 +40,30 @@ def hvc_calls() -> dict[str, int]:
 # Debugger hook events, as module/rkvm.c's enum rkvm_debug_event_kind numbers them.
 EVENTS = {"installed-cpu": 1, "installed-all": 2, "hvc-issued": 3, "removed": 4, "hvc-returned": 5}
 EVENT_NAMES = {v: k for k, v in EVENTS.items()}
+
+
+def cpu_records(page: bytes, cpus: list[int]) -> dict:
+    """Per-CPU slots of a stub page (its bytes): HVC and ping counts, the SP_EL2 the stub set, the
+    fault record. A CPU at or past RKVM_MAX_CPUS has no slot (the page holds that many): None, never
+    a read of the next field or past the page."""
+    c = constants()
+
+    def u64(off):
+        return int.from_bytes(page[off:off + 8], "little")
+
+    out = {}
+    for cpu in cpus:
+        if not 0 <= cpu < c["RKVM_MAX_CPUS"] or len(page) < c["RKVM_OFF_CODE"]:
+            out[cpu] = None
+            continue
+        f = c["RKVM_OFF_FAULT"] + cpu * c["RKVM_FAULT_SIZE"]
+        out[cpu] = {
+            "hvc_count": u64(c["RKVM_OFF_HVC_COUNT"] + 8 * cpu), "ping_count": u64(c["RKVM_OFF_PING_COUNT"] + 8 * cpu),
+            "stack_top": u64(c["RKVM_OFF_STACK_TOP"] + 8 * cpu),
+            "fault": None if not u64(f + c["RKVM_FAULT_COUNT"]) else {
+                "count": u64(f + c["RKVM_FAULT_COUNT"]), "esr": u64(f + c["RKVM_FAULT_ESR"]),
+                "elr": u64(f + c["RKVM_FAULT_ELR"]), "far": u64(f + c["RKVM_FAULT_FAR"]),
+                "spsr": u64(f + c["RKVM_FAULT_SPSR"]), "vector": u64(f + c["RKVM_FAULT_VECTOR"]),
+                "x0": u64(f + c["RKVM_FAULT_X0"]), "mpidr": u64(f + c["RKVM_FAULT_MPIDR"])},
+        }
+    return out

@@ -25,6 +25,8 @@
 #include <asm/cacheflush.h>
 #include <asm/memory.h>
 #include <asm/virt.h>
+#include <asm/cputype.h>
+#include <linux/atomic.h>
 
 #include "rkvm_abi.h"
 #include "stub_blob.h"
@@ -134,6 +136,39 @@ static noinline u64 rkvm_hvc(u64 fn, u64 arg, u64 *x1_out)
 	if (READ_ONCE(rkvm_debug.report_hvc))
 		rkvm_debug_event(RKVM_EV_HVC_RETURNED, raw_smp_processor_id(), rkvm_debug.stub_pa, ret);
 	return ret;
+}
+
+/*
+ * The stub's per-CPU slots (HVC and ping counters, the SP_EL2 record, fault records) are indexed by
+ * MPIDR_EL1.Aff0 & (RKVM_MAX_CPUS - 1), and the EL2 stacks (pages 1-3 of the allocation) by CPU
+ * number: both hold RKVM_MAX_CPUS CPUs. On more, or on a CPU whose MPIDR does not fit, two CPUs
+ * would share a slot (or a stack past the allocation): refuse to load instead.
+ */
+static atomic_t cpus_misfit = ATOMIC_INIT(0);
+
+static void rkvm_check_this_cpu(void *unused)
+{
+	u64 mpidr = read_cpuid_mpidr() & MPIDR_HWID_BITMASK;
+
+	if (mpidr >= RKVM_MAX_CPUS || smp_processor_id() >= RKVM_MAX_CPUS)
+		atomic_inc(&cpus_misfit);
+}
+
+static int rkvm_check_cpus(void)
+{
+	if (nr_cpu_ids > RKVM_MAX_CPUS) {
+		pr_err("rkvm: %u possible CPUs, the EL2 stub has slots for %d: not loading\n",
+		       nr_cpu_ids, RKVM_MAX_CPUS);
+		return -E2BIG;
+	}
+	atomic_set(&cpus_misfit, 0);
+	on_each_cpu(rkvm_check_this_cpu, NULL, 1);
+	if (atomic_read(&cpus_misfit)) {
+		pr_err("rkvm: %d CPU(s) with an MPIDR_EL1 affinity beyond the stub's %d slots: not loading\n",
+		       atomic_read(&cpus_misfit), RKVM_MAX_CPUS);
+		return -E2BIG;
+	}
+	return 0;
 }
 
 static u64 stack_top_pa(unsigned int cpu)
@@ -309,6 +344,9 @@ static int rkvm_init(void)
 		pr_err("rkvm: needs the kernel at EL1 (VHE kernels own EL2 themselves)\n");
 		return -ENODEV;
 	}
+	ret = rkvm_check_cpus();
+	if (ret)
+		return ret;
 	m = rkvm_parse_mode();
 	if (m < 0) {
 		pr_err("rkvm: unknown mode '%s'\n", mode);

@@ -17,7 +17,8 @@
 \name:
 .endm
 
-/* x2 <- this CPU's index (MPIDR_EL1.Aff0), x3 <- stub base + 8 * index. */
+/* x2 <- this CPU's index (MPIDR_EL1.Aff0), x3 <- stub base + 8 * index. The mask keeps a stray CPU
+ * inside the page; rkvm.ko refuses to load where any CPU's MPIDR is RKVM_MAX_CPUS or more (rkvm_abi.h). */
 .macro this_cpu_slot
 	mrs	x2, mpidr_el1
 	and	x2, x2, #(RKVM_MAX_CPUS - 1)

@@ -53,7 +53,11 @@
 #define RKVM_SYSREG_VTTBR_EL2	15
 #define RKVM_SYSREG_NR		16
 
-/* Stub page layout (offsets from the page, which is also VBAR_EL2). */
+/*
+ * Stub page layout (offsets from the page, which is also VBAR_EL2). Per-CPU slots are indexed by
+ * MPIDR_EL1.Aff0 and there are RKVM_MAX_CPUS of them: rkvm.ko refuses to load on more CPUs (or on a
+ * CPU whose MPIDR does not fit), `rkvm up --smp` refuses more, and gdb_rkvm reads no slot past them.
+ */
 #define RKVM_MAX_CPUS		8
 #define RKVM_OFF_DATA		0x800
 #define RKVM_OFF_MAGIC		0x800	/* "RKVMSTUB" */
@@ -77,7 +81,7 @@
 #define RKVM_OFF_CODE		0xb00
 #define RKVM_STUB_SIZE		0x1000
 
-/* Module allocation: page 0 holds the stub, pages 1-2 the per-CPU EL2 stacks. */
+/* Module allocation: page 0 holds the stub, pages 1-3 the per-CPU EL2 stacks (room for 12; 8 used). */
 #define RKVM_STUB_ORDER		2
 #define RKVM_STACK_SIZE		0x400
 #define RKVM_OFF_STACKS		0x1000

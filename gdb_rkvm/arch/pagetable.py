@@ -3,10 +3,12 @@
 Geometry comes from the translation control register at run time (TCR_ELx.TxSZ/TGx, VTCR_EL2
 T0SZ/SL0/TG0), never from a kernel config. Descriptor formats follow the Arm ARM's "VMSAv8-64
 translation table format descriptors". Every walk is bounded by the number of levels; a full-table
-traversal (mappings()) is bounded by a table budget and never revisits a table on one path.
+traversal (mappings()) walks each table once (a table reached again is reported as shared, not
+re-walked) and is bounded in tables, descriptors, ranges and time (Budget).
 """
 
 import struct
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -328,24 +330,91 @@ class Mapping:
                 "attributes": self.attrs}
 
 
+@dataclass
+class Budget:
+    """Bounds on a whole-table traversal, and what it spent. The tables are guest memory: four pages
+    can describe 512^4 leaves, so tables, leaves, output ranges and time are all bounded. The first
+    bound reached stops the traversal and is named in `truncated`, with the numbers."""
+
+    max_tables: int = 20000
+    max_leaves: int = 2_000_000      # descriptors looked at (a 8 GiB linear map in 4 KiB pages is 2M)
+    max_ranges: int = 65536          # coalesced ranges kept (each is a Mapping with its attributes)
+    max_seconds: float = 20.0
+    clock: object = time.monotonic
+    tables: int = 0
+    leaves: int = 0
+    started: float | None = None
+    truncated: str | None = None
+
+    def start(self) -> None:
+        self.started = self.clock()
+
+    def stop(self, what: str) -> None:
+        if self.truncated is None:
+            self.truncated = (f"truncated: {what}; walked {self.tables} tables, {self.leaves} descriptors "
+                              f"in {self.elapsed():.1f} s")
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started is None else self.clock() - self.started
+
+    def to_dict(self) -> dict:
+        return {"truncated": self.truncated, "tables": self.tables, "leaves": self.leaves,
+                "seconds": round(self.elapsed(), 3),
+                "limits": {"tables": self.max_tables, "leaves": self.max_leaves, "ranges": self.max_ranges,
+                           "seconds": self.max_seconds}}
+
+
+@dataclass
+class SharedTable:
+    """Table descriptors that point at a table already walked from elsewhere (shared or aliased
+    tables): the VA range they cover maps what the first VA maps, and is not walked again."""
+
+    va: int           # first VA covered by these descriptors
+    size: int         # bytes of VA covered (consecutive descriptors pointing at the same table merge)
+    table: int        # PA of the shared table
+    level: int        # level of the shared table
+    first_va: int     # where the table was first walked
+
+    def to_dict(self):
+        return {"va": self.va, "end": self.va + self.size, "size": self.size, "table": self.table,
+                "level": self.level, "same_as_va": self.first_va}
+
+
 def mappings(base: int, geo: Geometry, reader: TableReader, va_base: int = 0, stage: int = 1,
-             mair: int | None = None, max_tables: int = 20000) -> tuple[list[Mapping], list[str]]:
+             mair: int | None = None, max_tables: int | None = None, budget: Budget | None = None,
+             shared: list | None = None) -> tuple[list[Mapping], list[str]]:
     """Every valid leaf under the table at `base`, coalesced into ranges of equal attributes and
-    contiguous output. Returns (mappings, problems); a table seen twice on one path or a budget
-    overrun is reported as a problem, never looped on."""
+    contiguous output. Returns (mappings, problems).
+
+    Each table is walked once: a table reached again (from another entry, another level, or its own
+    path) is not re-walked; the references are appended to `shared` (SharedTable, consecutive ones
+    merged) and a loop is a problem. `budget` (a Budget) bounds tables, descriptors, ranges and time;
+    when one runs out the traversal stops and `budget.truncated` (also the last problem) says so."""
     out: list[Mapping] = []
     problems: list[str] = []
-    budget = [max_tables]
+    budget = budget or Budget()
+    if max_tables is not None:
+        budget.max_tables = max_tables
+    shared = shared if shared is not None else []
+    budget.start()
+    walked: dict[int, int] = {}     # table PA -> the VA it was first walked for
+
+    class Stop(Exception):
+        pass
+
+    def note_shared(va: int, size: int, table: int, level: int) -> None:
+        last = shared[-1] if shared else None
+        if last is not None and last.table == table and last.level == level and last.va + last.size == va:
+            last.size += size
+        else:
+            shared.append(SharedTable(va, size, table, level, walked[table]))
 
     def visit(table: int, level: int, va_prefix: int, path: frozenset):
-        if table in path:
-            problems.append(f"table at PA {table:#x} refers back to itself (level {level}): skipped")
-            return
-        if budget[0] <= 0:
-            if not problems or not problems[-1].startswith("stopped"):
-                problems.append(f"stopped after {max_tables} tables")
-            return
-        budget[0] -= 1
+        if budget.tables >= budget.max_tables:
+            budget.stop(f"stopped after {budget.max_tables} tables (the table limit)")
+            raise Stop
+        budget.tables += 1
+        walked[table] = va_prefix
         n = geo.entries(level)
         shift = geo.level_shift(level)
         try:
@@ -356,7 +425,15 @@ def mappings(base: int, geo: Geometry, reader: TableReader, va_base: int = 0, st
         size = 1 << shift
         blocks_ok = level == 3 or geo.block_allowed(level)
         prev_idx, prev_raw = -2, 0
-        for idx, raw in [(i, r) for i, r in enumerate(entries) if r & 1]:
+        valid = [(i, r) for i, r in enumerate(entries) if r & 1]
+        if budget.leaves + len(valid) > budget.max_leaves:
+            budget.stop(f"stopped at {budget.max_leaves} descriptors (the descriptor limit)")
+            raise Stop
+        if budget.elapsed() > budget.max_seconds:
+            budget.stop(f"stopped after {budget.max_seconds:g} s (the time limit)")
+            raise Stop
+        budget.leaves += len(valid)
+        for idx, raw in valid:
             if blocks_ok and idx == prev_idx + 1 and raw == prev_raw + size and raw & 2 == (level == 3) * 2:
                 # next leaf, same attributes, next output block: only the run grows
                 out[-1].size += size
@@ -365,7 +442,15 @@ def mappings(base: int, geo: Geometry, reader: TableReader, va_base: int = 0, st
             prev_idx, prev_raw = idx, raw
             va = va_prefix | (idx << shift)
             if raw & 2 and level < 3:
-                visit(_output_address(raw, geo, geo.page_shift), level + 1, va, path | {table})
+                nxt = _output_address(raw, geo, geo.page_shift)
+                if nxt in path or nxt == table:
+                    problems.append(f"table at PA {nxt:#x} refers back to itself (level {level + 1}, "
+                                    f"VA {va:#x}): skipped")
+                    continue
+                if nxt in walked:
+                    note_shared(va, size, nxt, level + 1)
+                    continue
+                visit(nxt, level + 1, va, path | {table})
                 continue
             if not blocks_ok or (level == 3 and not raw & 2):
                 continue  # reserved encodings map nothing
@@ -375,9 +460,19 @@ def mappings(base: int, geo: Geometry, reader: TableReader, va_base: int = 0, st
             if last is not None and last.va + last.size == va and last.pa + last.size == pa and last.key == key:
                 last.size += size  # the common case in a full map: extend the run, decode nothing
                 continue
+            if len(out) >= budget.max_ranges:
+                budget.stop(f"stopped after {budget.max_ranges} ranges (the range limit)")
+                raise Stop
             out.append(Mapping(va, size, pa, level, leaf_attributes(raw, geo, stage, mair), key))
 
-    visit(table_base(base, geo), geo.start_level, va_base, frozenset())
+    try:
+        visit(table_base(base, geo), geo.start_level, va_base, frozenset())
+    except Stop:
+        pass
+    if len(problems) > 64:  # one line per unreadable table or loop: keep the report readable
+        problems[64:] = [f"... and {len(problems) - 64} more problems"]
+    if budget.truncated:
+        problems.append(budget.truncated)
     return out, problems
 
 

@@ -13,6 +13,7 @@ from ..errors import RkvmError
 from ..target import symbol_files
 from ..target.gdb_state import STATE, command_settings
 from . import completion, settings, style
+from ..guest_text import escape
 
 
 class _ArgError(Exception):
@@ -159,6 +160,8 @@ class RkvmCommand(gdb.Command):
             raise gdb.GdbError(f"rkvm {self.name}: {e}") from None
         except gdb.error as e:  # memory errors, a lost connection...: one line, never a traceback
             raise gdb.GdbError(f"rkvm {self.name}: {e}") from None
+        except (ValueError, OverflowError) as e:  # a corrupt guest value GDB or Python cannot take
+            raise gdb.GdbError(f"rkvm {self.name}: unexpected guest data: {escape(str(e))}") from None
         finally:
             STATE.in_command = False
             for line in STATE.notices:

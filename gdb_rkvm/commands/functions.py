@@ -4,11 +4,13 @@ import gdb
 
 from ..arch import sysregs
 from ..errors import RkvmError
+from ..guest_text import escape
 from ..target import gdb_target as t
+from ..target.guest_strings import c_string
 
 
 class RkvmElFunction(gdb.Function):
-    """$rkvm_el() — the selected CPU's current exception level (0-3), from PSTATE.EL in $cpsr.
+    """$rkvm_el() - the selected CPU's current exception level (0-3), from PSTATE.EL in $cpsr.
 
 Example: break some_function if $rkvm_el() == 2"""
 
@@ -23,7 +25,7 @@ Example: break some_function if $rkvm_el() == 2"""
 
 
 class RkvmSysregFunction(gdb.Function):
-    """$rkvm_sysreg("NAME") — a system register of the selected CPU by its architectural name.
+    """$rkvm_sysreg("NAME") - a system register of the selected CPU by its architectural name.
 
 Example: p/x $rkvm_sysreg("SCTLR_EL1")   (QEMU 7.2 calls it $SCTLR)"""
 
@@ -31,10 +33,13 @@ Example: p/x $rkvm_sysreg("SCTLR_EL1")   (QEMU 7.2 calls it $SCTLR)"""
         super().__init__("rkvm_sysreg")
 
     def invoke(self, name):
-        text = name.string() if name.type.code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_PTR) else str(name)
+        try:
+            text = c_string(name, 64) if name.type.code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_PTR) else str(name)
+        except gdb.error as e:
+            raise gdb.GdbError(f"$rkvm_sysreg: cannot read the register name: {e}") from None
         reg = sysregs.lookup(text)
         if reg is None:
-            raise gdb.GdbError(f"$rkvm_sysreg: unknown register '{text}' (closest: "
+            raise gdb.GdbError(f"$rkvm_sysreg: unknown register '{escape(text)}' (closest: "
                                f"{', '.join(sysregs.closest(text)) or 'none'})")
         try:
             value = t.read_register(reg.name)

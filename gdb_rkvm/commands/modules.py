@@ -1,5 +1,6 @@
 import gdb
 
+from ..guest_text import escape
 from ..target import module_symbols
 from ..target.gdb_state import STATE
 from .base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, only_when
@@ -24,7 +25,7 @@ Example:
     def run(self, args):
         out = []
         for mod in module_symbols.loaded_modules():
-            name = mod["name"].string()
+            name = module_symbols.module_name(mod)
             if args.load and name not in STATE.loaded_modules:
                 gdb.write(module_symbols.load_module(mod) + "\n")
             text = int(mod["mem"][module_symbols.MOD_TEXT]["base"])
@@ -35,6 +36,6 @@ Example:
     def format(self, r, args):
         if not r["modules"]:
             return "no modules loaded"
-        return "\n".join(f"{m['name']:<10} .text {m['text']:#x}  "
+        return "\n".join(f"{escape(m['name']):<10} .text {m['text']:#x}  "
                          f"{'symbols loaded (' + m['symbols'] + ')' if m['symbols'] else 'no symbols'}"
                          for m in r["modules"])

@@ -1,5 +1,6 @@
 import gdb
 
+from ..guest_text import escape
 from ..target.gdb_state import STATE
 from .base import RkvmCommand
 
@@ -47,5 +48,5 @@ Example:
             lines.append("target    not connected")
         lines.append(f"vmlinux   {r['vmlinux'] or 'not loaded'}")
         for name, m in r["modules_with_symbols"].items():
-            lines.append(f"module    {name} at {m['text']} ({m['ko']})")
+            lines.append(f"module    {escape(name)} at {m['text']} ({m['ko']})")
         return "\n".join(lines)

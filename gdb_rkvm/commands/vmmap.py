@@ -11,6 +11,10 @@ class RkvmVmmap(RkvmCommand):
 
 Usage: rkvm vmmap [--ttbr0|--ttbr1] [--cpu N] [--json]
 Default --ttbr1 (the kernel's half). Permissions are EL1 then EL0 (rwx), from AP, PXN and UXN.
+Each table is walked once: entries that point at a table already walked are listed as "shared"
+(they map what the first VA maps). The tables are guest memory, so the walk is bounded (20000
+tables, 2M descriptors, 65536 ranges, 20 s): past a bound it stops and says "truncated" with the
+numbers (JSON: truncated, traversal, shared_tables).
 Example:
   (gdb) rkvm vmmap
   VA start            VA end              size     PA           EL1 EL0  type
@@ -35,7 +39,13 @@ Example:
         for m in r["mappings"]:
             lines.append(f"{m['va']:#018x}  {m['end']:#018x}  {_size(m['size']):<8} {m['pa']:<#12x} "
                          f"{m['perms']}  {m['attributes'].get('MemType', '')}")
-        lines.append(f"{len(r['mappings'])} ranges from {r['tables_total']} tables")
+        for s in r.get("shared_tables", []):
+            lines.append(f"{s['va']:#018x}  {s['end']:#018x}  {_size(s['size']):<8} shared: the level {s['level']} "
+                         f"table at PA {s['table']:#x}, already listed at VA {s['same_as_va']:#x}")
+        if r.get("shared_total", 0) > len(r.get("shared_tables", [])):
+            lines.append(f"... and {r['shared_total'] - len(r['shared_tables'])} more shared-table ranges")
+        shared = f", {r['shared_total']} shared-table ranges (not walked again)" if r.get("shared_total") else ""
+        lines.append(f"{len(r['mappings'])} ranges from {r['tables_total']} tables{shared}")
         lines += [f"problem: {p}" for p in r["problems"]]
         return "\n".join(lines)
 

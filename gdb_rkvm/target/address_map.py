@@ -7,6 +7,9 @@ from .gdb_state import STATE
 from .translation import _geometry, table_reader
 
 
+MAX_SHARED_SHOWN = 256   # shared-table references listed (all are counted)
+
+
 def el1_map(half: str, cpu: int | None = None) -> dict:
     """Mappings under TTBR1_EL1 (half='ttbr1') or TTBR0_EL1 ('ttbr0') of vCPU `cpu`, cached per stop."""
     key = ("vmmap", half, cpu)
@@ -21,11 +24,14 @@ def el1_map(half: str, cpu: int | None = None) -> dict:
     geo = _geometry(lambda: pt.stage1_geometry(tcr, upper))
     ttbr = t.read_register(f"{half.upper()}_EL1", cpu)
     va_base = ((1 << 64) - (1 << geo.ia_bits)) if upper else 0
+    budget, shared = pt.Budget(), []
     with table_reader(geo.granule) as reader:
         before = reader.reads
-        maps, problems = pt.mappings(ttbr, geo, reader, va_base=va_base, mair=mair)
+        maps, problems = pt.mappings(ttbr, geo, reader, va_base=va_base, mair=mair, budget=budget, shared=shared)
         reads = reader.reads - before
     result = {"half": half, "ttbr": ttbr, "granule": geo.granule, "ia_bits": geo.ia_bits, "mappings": maps,
-              "problems": problems, "tables_read": reads, "tables_total": len(reader.tables)}
+              "problems": problems, "tables_read": reads, "tables_total": len(reader.tables),
+              "truncated": budget.truncated, "traversal": budget.to_dict(),
+              "shared_tables": [x.to_dict() for x in shared[:MAX_SHARED_SHOWN]], "shared_total": len(shared)}
     STATE.stop_cache[key] = result
     return result

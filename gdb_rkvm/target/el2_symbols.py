@@ -9,6 +9,8 @@ from pathlib import Path
 import gdb
 
 from ..elf_check import check_aarch64_elf
+from ..errors import RkvmError
+from ..guest_text import UnsafeArgument, gdb_arg
 from ..stub_symbols import STUB_ELF
 from .gdb_state import STATE, StopCheckBreakpoint
 
@@ -27,7 +29,11 @@ def load(elf: Path, offset: int) -> str:
         return f"rkvm: symbols of {elf.name} already at {offset:#x}"
     if current is not None:
         _remove(elf, current)
-    gdb.execute(f"add-symbol-file {elf} -o {offset:#x}", to_string=True)
+    try:
+        quoted = gdb_arg(elf)
+    except UnsafeArgument as e:
+        raise RkvmError(f"EL2 code ELF refused: {e}") from None
+    gdb.execute(f"add-symbol-file {quoted} -o {offset:#x}", to_string=True)
     loaded()[str(elf)] = offset
     moved = f" (moved from {current:#x})" if current is not None else ""
     return f"rkvm: loaded {elf.name} symbols at PA {offset:#x}{moved}"
@@ -74,6 +80,6 @@ class InstallHookBreakpoint(StopCheckBreakpoint):
                 vbar = int(gdb.parse_and_eval("$x3")) & ((1 << 64) - 1)
                 # a listener (hvc catch) that must move its breakpoints asks for a stop: it re-arms there
                 return any(listener(vbar) for listener in list(self.listeners))
-        except gdb.error as e:
+        except (gdb.error, RkvmError, ValueError, OverflowError) as e:
             gdb.write(f"rkvm: stub symbols not updated: {e}\n")
         return False

@@ -141,8 +141,16 @@ def current_el(cpu: int | None = None) -> int:
     return pstate.current_el_from_cpsr(read_register("cpsr", cpu))
 
 
+def _check_range(addr: int, size: int, what: str) -> None:
+    """Guest-supplied addresses (rkvm_debug.stub_pa, VBAR_EL2 + offsets) can run past 2^64: GDB
+    would raise OverflowError. Say it in one line instead."""
+    if addr < 0 or size < 0 or addr + size > 1 << 64:
+        raise RkvmError(f"cannot read {size} bytes at {what} {addr:#x}: past the end of the 64-bit address space")
+
+
 def read_virtual(addr: int, size: int) -> bytes:
     """Bytes at a virtual address, translated by the selected vCPU's current regime."""
+    _check_range(addr, size, "VA")
     try:
         return bytes(gdb.selected_inferior().read_memory(addr, size))
     except gdb.MemoryError:
@@ -182,6 +190,7 @@ def physical_reader():
 
     def read(addr: int, size: int) -> bytes:
         key = ("phys", addr, size)
+        _check_range(addr, size, "PA")
         if key not in STATE.stop_cache:
             try:
                 STATE.stop_cache[key] = bytes(inferior.read_memory(addr, size))
@@ -198,6 +207,7 @@ def read_physical(addr: int, size: int) -> bytes:
     key = ("phys", addr, size)
     if key in STATE.stop_cache:
         return STATE.stop_cache[key]
+    _check_range(addr, size, "PA")
     with physical_memory():
         try:
             data = bytes(gdb.selected_inferior().read_memory(addr, size))

@@ -4,6 +4,7 @@ import gdb
 
 from .. import stub_abi
 from ..errors import RkvmError
+from ..profiles import memory_bytes
 from ..vbar_el2 import VectorLandmarks
 from . import gdb_target as t
 from .gdb_state import STATE
@@ -29,9 +30,11 @@ def ram_ranges() -> list[tuple[int, int]]:
         ranges = []
     if not ranges and STATE.session is not None:
         argv = STATE.session.argv
-        if "-m" in argv:
-            mib = int(argv[argv.index("-m") + 1].rstrip("MmGg") or 0)
-            ranges = [(VIRT_RAM_BASE, VIRT_RAM_BASE + (mib << 20))]
+        if "-m" in argv[:-1]:
+            try:  # '2048' is MiB, '2G' GiB: QEMU's own units (profiles.memory_bytes)
+                ranges = [(VIRT_RAM_BASE, VIRT_RAM_BASE + memory_bytes(argv[argv.index("-m") + 1]))]
+            except RkvmError:
+                ranges = []
     STATE.stop_cache[key] = ranges
     return ranges
 

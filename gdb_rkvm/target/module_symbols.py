@@ -9,8 +9,10 @@ from pathlib import Path
 
 import gdb
 
+from ..guest_text import UnsafeArgument, escape, gdb_arg, section_name
 from . import symbol_files
 from .gdb_state import STATE, StopCheckBreakpoint
+from .guest_strings import c_string
 
 MOD_TEXT = 0  # enum mod_mem_type in include/linux/module.h (6.4+)
 # Sections that hold code or data GDB should place; .symtab/.strtab copies and notes confuse it.
@@ -31,40 +33,69 @@ def find_ko(name: str, dirs: list[str]) -> Path | None:
     return None
 
 
-def section_addresses(mod: gdb.Value) -> dict[str, int]:
-    """Section name -> load address, from struct module's sect_attrs."""
+# A real module has tens of allocated sections (a few thousand with -ffunction-sections); nsections
+# is guest memory, and each entry costs GDB reads in a stop handler.
+MAX_SECTIONS = 4096
+
+
+def module_name(mod: gdb.Value) -> str:
+    """struct module's name (char[MODULE_NAME_LEN]) as text: bounded, bad UTF-8 replaced. Guest
+    text: escape() it for display."""
+    return c_string(mod["name"], 64)
+
+
+def section_addresses(mod: gdb.Value) -> tuple[dict[str, int], list[str]]:
+    """Section name -> load address, from struct module's sect_attrs, and problems: names that are
+    not ELF section names (never passed on to GDB) and an nsections beyond MAX_SECTIONS."""
     attrs = mod["sect_attrs"]
     if int(attrs) == 0:
-        return {}
+        return {}, []
     attrs = attrs.dereference()
-    out = {}
-    for n in range(int(attrs["nsections"])):
+    out, problems, refused = {}, [], []
+    count = int(attrs["nsections"])
+    if count > MAX_SECTIONS:
+        problems.append(f"sect_attrs says {count} sections: only the first {MAX_SECTIONS} read")
+        count = MAX_SECTIONS
+    for n in range(count):
         a = attrs["attrs"][n]
-        out[a["battr"]["attr"]["name"].string()] = int(a["address"])
-    return out
+        name = c_string(a["battr"]["attr"]["name"], 256)
+        try:
+            out[section_name(name)] = int(a["address"])
+        except UnsafeArgument:
+            refused.append(name)
+    if refused:
+        problems.append(f"{len(refused)} section name(s) refused, not ELF section names "
+                        f"(first: '{escape(refused[0])}')")
+    return out, problems
 
 
 def load_module(mod: gdb.Value, dirs: list[str] | None = None) -> str:
     """add-symbol-file for `mod` (a struct module value), once: a module already loaded at the same
-    address is left alone, one at another address (reloaded by the guest) is replaced. Returns a
-    line saying what happened."""
+    address is left alone, one at another address (reloaded by the guest) is replaced. Returns what
+    happened (a line, and one more if sections were refused)."""
     dirs = STATE.module_dirs if dirs is None else dirs
-    name = mod["name"].string()
+    name = module_name(mod)
+    shown = escape(name)
     ko = find_ko(name, dirs)
     if ko is None:
-        return f"rkvm: module {name}: no {name}.ko in {', '.join(dirs) or '(no module dirs)'}"
-    sections = section_addresses(mod)
+        return f"rkvm: module {shown}: no {shown}.ko in {', '.join(dirs) or '(no module dirs)'}"
+    sections, problems = section_addresses(mod)
     text = sections.pop(".text", None) or int(mod["mem"][MOD_TEXT]["base"])
     previous = STATE.loaded_modules.get(name)
     if previous == (str(ko), text) and symbol_files.objfile_for(ko) is not None:
-        return f"rkvm: symbols of {name} already loaded at {text:#x}"
-    if symbol_files.objfile_for(ko) is not None:
-        gdb.execute(f"remove-symbol-file {symbol_files.quote_path(ko)}", to_string=True)
-    extra = "".join(f" -s {sec} {addr:#x}" for sec, addr in sorted(sections.items())
+        return f"rkvm: symbols of {shown} already loaded at {text:#x}"
+    extra = "".join(f" -s {gdb_arg(sec)} {addr:#x}" for sec, addr in sorted(sections.items())
                     if addr and sec.startswith(_PLACED_SECTIONS))
-    gdb.execute(f"add-symbol-file {symbol_files.quote_path(ko)} {text:#x}{extra}", to_string=True)
+    note = "".join(f"\nrkvm: module {shown}: {p}" for p in problems)
+    try:
+        command = f"add-symbol-file {gdb_arg(ko)} {text:#x}{extra}"
+    except UnsafeArgument as e:
+        return f"rkvm: module {shown}: not loaded: {e}{note}"
+    if symbol_files.objfile_for(ko) is not None:
+        gdb.execute(f"remove-symbol-file {gdb_arg(ko)}", to_string=True)
+    gdb.execute(command, to_string=True)
     STATE.loaded_modules[name] = (str(ko), text)
-    return f"rkvm: loaded symbols of {name} at {text:#x} from {ko}"
+    return f"rkvm: loaded symbols of {shown} at {text:#x} from {ko}{note}"
 
 
 class ModuleLoadBreakpoint(StopCheckBreakpoint):
@@ -78,8 +109,9 @@ class ModuleLoadBreakpoint(StopCheckBreakpoint):
         try:
             mod = gdb.parse_and_eval("mod")
             gdb.write(load_module(mod) + "\n")
-        except gdb.error as e:  # symbols missing or memory unreadable: say so, keep running
-            gdb.write(f"rkvm: could not load module symbols: {e}\n")
+        except (gdb.error, ValueError, OverflowError) as e:  # symbols missing, memory unreadable, a
+            # corrupt struct module: say so in one line, keep running
+            gdb.write(f"rkvm: could not load module symbols: {escape(str(e))}\n")
         return False
 
 
@@ -115,10 +147,10 @@ def load_already_loaded(dirs: list[str] | None = None) -> list[str]:
     lines = []
     for mod in mods:
         try:
-            if mod["name"].string() not in STATE.loaded_modules:
+            if module_name(mod) not in STATE.loaded_modules:
                 lines.append(load_module(mod, dirs))
-        except (gdb.error, gdb.MemoryError) as e:
-            lines.append(f"rkvm: could not load module symbols: {e}")
+        except (gdb.error, ValueError, OverflowError) as e:
+            lines.append(f"rkvm: could not load module symbols: {escape(str(e))}")
     return lines
 
 

@@ -46,26 +46,9 @@ def vbar_origin(vbar: int, marks=None) -> dict | None:
 
 
 def stub_records(stub_pa: int, cpus: list[int]) -> dict:
-    """The rkvm stub's per-CPU counters, SP_EL2 it set, and fault records (docs/hvc-abi.md)."""
-    c = stub_abi.constants()
-    page = t.read_physical(stub_pa, c["RKVM_STUB_SIZE"])
-
-    def u64(off):
-        return int.from_bytes(page[off:off + 8], "little")
-
-    out = {}
-    for cpu in cpus:
-        f = c["RKVM_OFF_FAULT"] + cpu * c["RKVM_FAULT_SIZE"]
-        out[cpu] = {
-            "hvc_count": u64(c["RKVM_OFF_HVC_COUNT"] + 8 * cpu), "ping_count": u64(c["RKVM_OFF_PING_COUNT"] + 8 * cpu),
-            "stack_top": u64(c["RKVM_OFF_STACK_TOP"] + 8 * cpu),
-            "fault": None if not u64(f + c["RKVM_FAULT_COUNT"]) else {
-                "count": u64(f + c["RKVM_FAULT_COUNT"]), "esr": u64(f + c["RKVM_FAULT_ESR"]),
-                "elr": u64(f + c["RKVM_FAULT_ELR"]), "far": u64(f + c["RKVM_FAULT_FAR"]),
-                "spsr": u64(f + c["RKVM_FAULT_SPSR"]), "vector": u64(f + c["RKVM_FAULT_VECTOR"]),
-                "x0": u64(f + c["RKVM_FAULT_X0"]), "mpidr": u64(f + c["RKVM_FAULT_MPIDR"])},
-        }
-    return out
+    """The rkvm stub's per-CPU counters, SP_EL2 it set, and fault records (docs/hvc-abi.md); None for
+    a CPU the stub has no slot for."""
+    return stub_abi.cpu_records(t.read_physical(stub_pa, stub_abi.value("RKVM_STUB_SIZE")), cpus)
 
 
 def el2_code_uses_stack(vbar: int, span: int = 0x1000) -> bool | None:
@@ -123,7 +106,7 @@ def snapshot() -> dict:
     stub_pa = t.read_u64_symbol("rkvm_debug.stub_pa") or (min(marks.rkvm_stub_pas) if marks.rkvm_stub_pas else None)
     if stub_pa and kernel_facts.is_rkvm_stub(stub_pa):
         try:
-            stub = {"pa": stub_pa, "records": stub_records(stub_pa, cpus)}
+            stub = {"pa": stub_pa, "records": stub_records(stub_pa, cpus), "slots": stub_abi.value("RKVM_MAX_CPUS")}
         except RkvmError as e:
             problems.append(f"stub records: {e}")
     uses_stack = {f"{v:#x}": el2_code_uses_stack(v) for v in set(vbars.values()) if v}

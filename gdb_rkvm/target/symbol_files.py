@@ -11,6 +11,7 @@ from pathlib import Path
 import gdb
 
 from ..errors import RkvmError
+from ..guest_text import UnsafeArgument, gdb_arg
 from .gdb_state import STATE, command_settings, notice
 
 KERNEL_HALF = 1 << 63
@@ -18,12 +19,12 @@ NO_AUTOLOAD = {"auto-load python-scripts": "off"}
 
 
 def quote_path(path: str | Path) -> str:
-    """`path` as one argument of a GDB file command (symbol-file, add-symbol-file...): double
-    quotes, backslash-escaped; spaces survive. Control characters cannot be quoted: refused."""
-    text = str(path)
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
-        raise RkvmError(f"refusing a path with control characters: {text!r}")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """`path` as one argument of a GDB file command (guest_text.gdb_arg), or RkvmError for a path
+    GDB cannot be given safely."""
+    try:
+        return gdb_arg(path)
+    except UnsafeArgument as e:
+        raise RkvmError(f"path refused: {e}") from None
 
 
 def _same_file(a: str | None, b: str | Path | None) -> bool:

@@ -6,6 +6,7 @@ import gdb
 
 from ..arch import disasm, vectors
 from ..errors import RkvmError
+from ..guest_text import escape
 from ..vbar_el2 import classify
 from . import gdb_target as t
 from . import kernel_facts, module_symbols, translation
@@ -15,28 +16,42 @@ MOD_MEM_TYPES = {0: ".text", 1: ".data", 2: ".rodata", 3: ".data..ro_after_init"
                  5: ".init.data", 6: ".init.rodata"}
 
 
-def module_pages() -> dict[int, tuple[str, str, int]]:
-    """{page PA: (module, memory type, offset of the page)} for every loaded module's memory."""
-    out = {}
+# Module memory is guest data: a struct module can claim a 4 GiB .text. Real modules are a few MiB at
+# most, so a region larger than this is not walked, and the whole search walks at most this much.
+MAX_MODULE_SEARCH = 64 << 20
+
+
+def module_page_of(pa: int, budget: int = MAX_MODULE_SEARCH) -> tuple[tuple[str, str, int] | None, list[str]]:
+    """Which loaded module's memory holds the page at `pa`: ((module, memory type, offset of the page)
+    or None, notes on what was not searched). Walks each module page once, `budget` bytes at most."""
+    page, notes = pa & ~0xFFF, []
     try:
         mods = module_symbols.loaded_modules()
     except (gdb.error, RkvmError):
-        return out
+        return None, notes
     for mod in mods:
-        name = mod["name"].string()
+        try:
+            name = module_symbols.module_name(mod)
+        except gdb.error:
+            continue
         for kind, label in MOD_MEM_TYPES.items():
             try:
                 base, size = int(mod["mem"][kind]["base"]), int(mod["mem"][kind]["size"])
             except gdb.error:
                 continue
+            if size > MAX_MODULE_SEARCH or size > budget:
+                why = f"larger than {MAX_MODULE_SEARCH:#x}" if size > MAX_MODULE_SEARCH else "search budget spent"
+                notes.append(f"module {escape(name)} {label}: {size:#x} bytes not searched ({why})")
+                continue
+            budget -= size
             for off in range(0, size, 4096):
                 try:
-                    w = translation.translate(base + off)
+                    w = translation.translate((base + off) & t.MASK64)
                 except RkvmError:
                     continue
-                if not w["fault"]:
-                    out[w["pa"] & ~0xFFF] = (name, label, off)
-    return out
+                if not w["fault"] and w["pa"] & ~0xFFF == page:
+                    return (name, label, off), notes
+    return None, notes
 
 
 def describe(vbar: int) -> dict:
@@ -44,10 +59,10 @@ def describe(vbar: int) -> dict:
     marks = kernel_facts.landmarks([vbar])
     target = classify(vbar, marks)
     owner = None
-    pages = module_pages()
-    if vbar & ~0xFFF in pages:
-        mod, label, off = pages[vbar & ~0xFFF]
-        owner = f"module {mod} ({label}+{off + (vbar & 0xFFF):#x})"
+    found, notes = module_page_of(vbar)
+    if found:
+        mod, label, off = found
+        owner = f"module {escape(mod)} ({label}+{off + (vbar & 0xFFF):#x})"
     elif target.kind == "ram":
         try:
             va = translation.kernel_layout().phys_to_virt(vbar)
@@ -60,12 +75,14 @@ def describe(vbar: int) -> dict:
         insns = [i.text() for i in disasm.disassemble(code, vbar + vectors.LOWER_A64_SYNC)]
     except RkvmError:
         pass
-    return {"vbar": vbar, "kind": target.kind, "what": target.text, "owner": owner,
+    return {"vbar": vbar, "kind": target.kind, "what": target.text, "owner": owner, "not_searched": notes,
             "lower64_sync": insns, "symbol": kernel_facts.el2_symbol(vbar + vectors.LOWER_A64_SYNC, marks)}
 
 
 def format_move(cpus: list[int], old: int, new: dict) -> str:
     what = new["owner"] or new["what"]
+    if not new["owner"] and new.get("not_searched"):
+        what += f" ({new['not_searched'][0]})"
     code = "; ".join(new["lower64_sync"]) or "unreadable"
     sym = f" <{new['symbol']}>" if new["symbol"] else ""
     return (f"rkvm: VBAR_EL2 moved on CPU {', '.join(map(str, cpus))}: {old:#x} -> {new['vbar']:#x}: {what}; "
@@ -93,7 +110,7 @@ def on_stop(event=None) -> None:
             continue
         try:
             info = describe(new)
-        except (RkvmError, gdb.error) as e:
+        except (RkvmError, gdb.error, ValueError, OverflowError) as e:
             notice(f"rkvm: VBAR_EL2 moved on CPU {', '.join(map(str, cpus))} to {new:#x} ({e})")
             continue
         STATE.vbar_moves.append({"cpus": cpus, "old": old, **info})

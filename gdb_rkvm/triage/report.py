@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from ..guest_text import md_code_block, md_inline_code, md_text
 from ..paths import write_atomic
 
 SCHEMA_VERSION = 1
@@ -17,19 +18,22 @@ def build(status: str, reason: str, findings: list, snap: dict | None, ctx: dict
 
 
 def markdown(r: dict) -> str:
+    """report.md. Everything that can carry guest (or command-line) text goes through guest_text:
+    control characters escaped, Markdown neutralized, code fences longer than any backtick run."""
     lines = ["# rkvm triage report", ""]
     verdict = {"healthy": "no findings", "findings": f"{len(r['findings'])} finding(s)",
                "failed": "triage failed"}[r["status"]]
-    lines += [f"**Result: {verdict}.** {r['reason']}", ""]
+    lines += [f"**Result: {verdict}.** {md_text(r['reason'])}", ""]
     run = r["run"]
-    lines += [f"- profile `{run.get('profile')}`, mode `{run.get('mode') or 'default'}`, "
-              f"kernel command line `{run.get('cmdline', '')}`",
-              f"- stopped: {r.get('stop') or 'n/a'}" + (" (partial snapshot)" if r["partial"] else ""), ""]
+    lines += [f"- profile {md_inline_code(str(run.get('profile')))}, "
+              f"mode {md_inline_code(run.get('mode') or 'default')}, "
+              f"kernel command line {md_inline_code(run.get('cmdline', ''))}",
+              f"- stopped: {md_text(r.get('stop') or 'n/a')}" + (" (partial snapshot)" if r["partial"] else ""), ""]
     for f in r["findings"]:
         cpus = f" (CPU {', '.join(map(str, f['cpus']))})" if f["cpus"] else ""
-        lines += [f"## {f['severity'].upper()} `{f['code']}`{cpus}", "", f["summary"] + ".", ""]
-        lines += [f"- {e}" for e in f["evidence"]]
-        lines += ["", f["explanation"], ""]
+        lines += [f"## {f['severity'].upper()} {md_inline_code(f['code'])}{cpus}", "", md_text(f["summary"]) + ".", ""]
+        lines += [f"- {md_text(e)}" for e in f["evidence"]]
+        lines += ["", md_text(f["explanation"]), ""]
     snap = r.get("snapshot")
     if snap:
         lines += ["## CPUs", "", "| CPU | EL | PC | VBAR_EL2 | points at | SP_EL2 |", "|---|---|---|---|---|---|"]
@@ -37,15 +41,16 @@ def markdown(r: dict) -> str:
             s = c.get("summary", {})
             if not s:
                 continue
-            sym = f" `{s['pc_symbol']}`" if s.get("pc_symbol") else ""
-            lines.append(f"| {c['cpu']} | {s['mode']} | {s['pc']:#x}{sym} | {s['vbar_el2']:#x} | "
-                         f"{s['vbar_el2_points_at']} | {s['sp_el2']:#x} |")
+            sym = f" {md_inline_code(s['pc_symbol'])}" if s.get("pc_symbol") else ""
+            lines.append(f"| {c['cpu']} | {md_text(str(s['mode']))} | {s['pc']:#x}{sym} | {s['vbar_el2']:#x} | "
+                         f"{md_text(str(s['vbar_el2_points_at']))} | {s['sp_el2']:#x} |")
         lines.append("")
         for c in snap["cpus"]:
             if c.get("backtrace"):
-                lines += [f"Backtrace, CPU {c['cpu']}:", "```", *c["backtrace"], "```", ""]
+                lines += [f"Backtrace, CPU {c['cpu']}:", *md_code_block(c["backtrace"]), ""]
     if r["kernel_log"]:
-        lines += [f"## Kernel log (last lines, from {r['kernel_log_source']})", "```", *r["kernel_log"][-40:], "```"]
+        lines += [f"## Kernel log (last lines, from {md_text(str(r['kernel_log_source']))})",
+                  *md_code_block(r["kernel_log"][-40:])]
     return "\n".join(lines) + "\n"
 
 

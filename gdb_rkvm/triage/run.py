@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import profiles, qemu_process, session
+from .. import guest_text, profiles, qemu_process, session, stub_abi
 from ..arch import vectors
 from ..errors import RkvmError
 from ..target.mi import GdbMi
@@ -95,7 +95,7 @@ def _panic_message(mi: GdbMi, watch: Watch, function: str, stop: dict) -> dict:
     try:
         out = mi.check("x/s $x0") if function == "panic" else ""
         m = re.search(r':\s+"(.*)"', out)
-        fmt = m.group(1).encode().decode("unicode_escape").strip() if m else ""
+        fmt = guest_text.gdb_unescape(m.group(1)) if m else ""
     except RkvmError:
         pass
     log = watch.console().splitlines()
@@ -106,7 +106,7 @@ def _panic_message(mi: GdbMi, watch: Watch, function: str, stop: dict) -> dict:
         log = watch.console().splitlines()
         lines = [x for x in log if "Kernel panic - not syncing:" in x or "Internal error:" in x]
         if lines:
-            message = lines[-1].split("Kernel panic - not syncing:")[-1].strip()
+            message = guest_text.escape(lines[-1].split("Kernel panic - not syncing:")[-1].strip())
     try:
         cpu = int(stop.get("thread-id")) - 1  # QEMU: thread n is CPU n-1
     except (TypeError, ValueError):
@@ -118,10 +118,10 @@ def _kernel_log(mi: GdbMi, watch: Watch) -> tuple[list[str], str]:
     try:
         res = mi.console("lx-dmesg", timeout=60)
         if res.ok and res.output.strip():
-            return res.output.splitlines()[-200:], "the kernel's log buffer (lx-dmesg)"
+            return [guest_text.escape(x) for x in res.output.splitlines()[-200:]], "the kernel's log buffer (lx-dmesg)"
     except RkvmError:
         pass
-    return watch.console().splitlines()[-200:], "the serial console"
+    return [guest_text.escape(x) for x in watch.console().splitlines()[-200:]], "the serial console"
 
 
 def _drive(mi: GdbMi, sess: session.Session, opts: TriageOptions, ctx: dict) -> None:
@@ -170,7 +170,7 @@ def _drive(mi: GdbMi, sess: session.Session, opts: TriageOptions, ctx: dict) -> 
         if opts.until in ("auto", "hang") and watch.silent_for() > opts.quiet_seconds and READY_MARKER not in console:
             ctx["stop"] = f"no console output for {watch.silent_for():.0f} s"
             ctx["console_silent"] = watch.silent_for()
-            ctx["last_console_line"] = (console.strip().splitlines() or [""])[-1]
+            ctx["last_console_line"] = guest_text.escape((console.strip().splitlines() or [""])[-1])
             return
         if opts.until == "auto" and READY_MARKER in console and not opts.run:
             ctx["stop"] = "the guest's shell is up (boot finished)"
@@ -200,8 +200,9 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
     old_env = os.environ.get("RKVM_SESSION_DIR")
     os.environ["RKVM_SESSION_DIR"] = str(sess_dir)
     try:
-        if opts.until not in UNTIL and not opts.until.startswith("event:"):
-            raise RkvmError(f"--until {opts.until}: expected one of {', '.join(UNTIL)} or event:NAME")
+        if opts.until not in UNTIL and not (opts.until.startswith("event:") and opts.until[6:] in stub_abi.EVENTS):
+            raise RkvmError(f"--until {guest_text.escape(opts.until)}: expected one of {', '.join(UNTIL)} "
+                            f"or event:NAME ({', '.join(sorted(stub_abi.EVENTS))})")
         vmlinux = profiles.load(opts.profile, opts.overrides).gdb.get("vmlinux", "")
         if not vmlinux or not Path(vmlinux).is_file():
             raise RkvmError(f"vmlinux not found: {vmlinux or '(none in the profile)'} (triage needs kernel symbols; "
