@@ -40,6 +40,21 @@ def _owner_name(uid: int) -> str:
         return f"uid {uid}"
 
 
+def _own_private_group(gid: int) -> bool:
+    """Whether group `gid` is ours alone (a user private group, as umask 002 systems give each user):
+    a directory writable by it is writable by no one else."""
+    import grp
+    import pwd
+    try:
+        me = pwd.getpwuid(os.geteuid())
+        members = set(grp.getgrgid(gid).gr_mem)
+    except KeyError:
+        return False
+    if gid != me.pw_gid or not members <= {me.pw_name}:
+        return False
+    return not any(u.pw_gid == gid and u.pw_uid != me.pw_uid for u in pwd.getpwall())
+
+
 def check_dir_safe(directory: Path, what: str = "") -> None:
     """Raise RkvmError unless files can be created in `directory` without another local user being able
     to plant or swap them: it is a directory owned by us (or root), not writable by others unless
@@ -56,7 +71,8 @@ def check_dir_safe(directory: Path, what: str = "") -> None:
         raise RkvmError(f"{label}: not a directory")
     if st.st_uid not in (os.geteuid(), 0):
         raise RkvmError(f"{label}: owned by {_owner_name(st.st_uid)}, not by you: refusing to write there")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+    others = st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and not _own_private_group(st.st_gid))
+    if others and not st.st_mode & stat.S_ISVTX:
         raise RkvmError(f"{label}: writable by other users: refusing to write there")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise RkvmError(f"{label}: not writable")

@@ -228,6 +228,14 @@ def test_out_dir_writable_by_others_is_refused_unless_sticky(tmp_path):
         check_dir_safe(d)
     d.chmod(0o1777)   # like /tmp: others cannot rename or remove our files
     check_dir_safe(d)
+    d.chmod(0o775)    # group-writable: fine if the group is ours alone (umask 002, user private groups)
+    from gdb_rkvm.paths import _own_private_group
+    if _own_private_group(os.stat(d).st_gid):
+        check_dir_safe(d)
+    if os.geteuid() == 0:
+        os.chown(d, 0, NOBODY)   # a group with someone else in it
+        with pytest.raises(RkvmError, match="writable by other users"):
+            check_dir_safe(d)
 
 
 def test_session_dir_symlink_or_foreign_is_refused_loose_mode_is_fixed(tmp_path):
