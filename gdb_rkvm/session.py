@@ -76,6 +76,21 @@ def _read(directory: Path) -> Session | None:
         return None
 
 
+def _untrusted(directory: Path) -> str | None:
+    """Why session.json in `directory` cannot be trusted (another user could have written it), or None."""
+    try:
+        st = os.lstat(directory)
+    except OSError:
+        return None   # no directory, no record
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a directory (a symlink?)"
+    if st.st_uid != os.geteuid():
+        return "not yours"
+    if st.st_mode & 0o022:
+        return "writable by other users"
+    return None
+
+
 def _try_lock(directory: Path) -> int | None:
     """The session directory's lock, taken (an fd), or None if a live session (or a starting one) holds it."""
     fd = open_private(Path(directory) / "lock", os.O_RDWR | os.O_CREAT)
@@ -96,6 +111,8 @@ def _release(directory: Path) -> None:
 def current(directory: Path | None = None) -> Session | None:
     """The running session, or None. A stale record (its QEMU gone) is removed if nobody holds the lock."""
     directory = Path(directory or session_dir())
+    if _untrusted(directory):
+        return None
     sess = _read(directory)
     if sess is None or sess.alive():
         return sess
@@ -278,6 +295,9 @@ def stop(directory: Path | None = None, only: Session | None = None) -> Session 
     The pid in session.json is signalled only if it is the QEMU the record describes (same start
     time and argv); a process that is not is reported (RkvmError), never signalled."""
     directory = Path(directory or session_dir()).absolute()
+    why = _untrusted(directory)
+    if why:
+        raise RkvmError(f"session directory {directory} is {why}: its session.json is not trusted, nothing signalled")
     try:
         sess = _read(directory)
         if sess is None:

@@ -84,6 +84,12 @@ def test_rkvm_down_does_not_kill_a_foreign_pid_from_a_stale_record(session_dir):
         down = run_cli("down")
         assert down.returncode == 2 and "runs another command line" in down.stderr
         assert foreign.poll() is None
+        # a session directory others can write: its record is not trusted at all
+        (session_dir / "session.json").write_text(json.dumps(rec))
+        session_dir.chmod(0o777)
+        down = run_cli("down")
+        assert down.returncode == 2 and "writable by other users: its session.json is not trusted" in down.stderr
+        assert run_cli("status").returncode == 1 and foreign.poll() is None
     finally:
         foreign.kill()
         foreign.wait()
