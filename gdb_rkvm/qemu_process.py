@@ -123,13 +123,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def is_qemu(pid: int) -> bool:
-    try:
-        return b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
 _PRCTL = []
 
 

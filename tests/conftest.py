@@ -84,9 +84,10 @@ def start_lab(lab_built, session_dir):
 
     yield start
     for sess in started:
-        session.stop(session_dir)
-        qemu_process.terminate(sess.pid)
-        assert not qemu_process.alive(sess.pid), "QEMU outlived its test"
+        session.stop(session_dir, only=sess)
+        if sess.identity_problem() is None:   # never a pid reused by another process
+            qemu_process.terminate(sess.pid)
+        assert sess.identity_problem() is not None, "QEMU outlived its test"
 
 
 @pytest.fixture
