@@ -72,7 +72,7 @@ def main() -> int:
             (DOCS / "README.md").write_text("\n".join(index) + "\n")
         console.close()
     finally:
-        session.stop()
+        session.stop(only=sess)
     return 0
 
 

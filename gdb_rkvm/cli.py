@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import doctor, profiles, session
+from .argtypes import seconds, tcp_port
 from .errors import RkvmError
 from .guest_text import escape
 from .paths import REPO, require_checkout
@@ -22,9 +23,20 @@ def _add_session_args(p):
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a profile variable")
 
 
+def _add_tcp_arg(p):
+    p.add_argument("--tcp", nargs="?", const=0, type=tcp_port, metavar="PORT",
+                   help="gdbstub on 127.0.0.1:PORT (a free port if none) instead of the session's private Unix "
+                        "socket: any local user can then connect to it")
+
+
 def _start(args, outlive: bool = False) -> session.Session:
-    return session.start(args.profile, mode=args.mode, smp=args.smp, append=args.append,
-                         overrides=profiles.parse_overrides(args.set), outlive=outlive)
+    tcp = getattr(args, "tcp", None)
+    sess = session.start(args.profile, mode=args.mode, smp=args.smp, append=args.append,
+                         overrides=profiles.parse_overrides(args.set), outlive=outlive, tcp_port=tcp)
+    if tcp is not None:
+        print(f"rkvm: warning: the gdbstub listens on TCP {sess.gdb_address}: any local user can connect to it "
+              "and run commands as you (QEMU's monitor); drop --tcp for a socket only you can reach", file=sys.stderr)
+    return sess
 
 
 def cmd_up(args):
@@ -36,7 +48,7 @@ def cmd_up(args):
 
 
 def cmd_down(args):
-    sess = session.stop()
+    sess = session.stop()   # refuses (one line) to signal a pid that is not the session's QEMU
     print(f"rkvm: stopped QEMU pid {sess.pid}" if sess else "rkvm: no session")
     return 0
 
@@ -110,7 +122,7 @@ def cmd_gdb(args, gdb_args):
             signal.signal(signal.SIGINT, previous)
     finally:
         if started and not args.keep:
-            session.stop()
+            session.stop(only=started)
     return rc
 
 
@@ -161,11 +173,19 @@ def cmd_shell(args):
     return run_shell(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (no usage block): `rkvm triage: argument --timeout: ...`."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rkvm", description="gdb-rkvm: AArch64 EL1/EL2 debugging on QEMU")
+    parser = _Parser(prog="rkvm", description="gdb-rkvm: AArch64 EL1/EL2 debugging on QEMU")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("up", help="start QEMU paused with its gdbstub on loopback")
+    p = sub.add_parser("up", help="start QEMU paused with its gdbstub on a Unix socket only you can reach")
     _add_session_args(p)
+    _add_tcp_arg(p)
     p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="end the session's QEMU").set_defaults(func=cmd_down)
     p = sub.add_parser("status", help="show the running session")
@@ -175,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_console)
     p = sub.add_parser("gdb", help="rkvm up (if needed) + gdb -x rkvm.py; extra args go to GDB")
     _add_session_args(p)
+    _add_tcp_arg(p)
     p.add_argument("--keep", action="store_true", help="keep the session running after GDB exits")
     p.set_defaults(func=cmd_gdb)
     p = sub.add_parser("doctor", help="what is installed and built, with versions")
@@ -189,18 +210,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("triage", help="boot, run, snapshot every CPU and name the fault in a report")
     _add_session_args(p)
     p.add_argument("--until", default="auto", help="auto | panic | hang | event:NAME | timeout")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds the guest may run (default 60)")
+    p.add_argument("--timeout", type=seconds, default=60.0, help="seconds the guest may run (default 60)")
     p.add_argument("--out", default="build/triage", help="directory for report.md and report.json")
     p.add_argument("--run", help="a shell command typed into the guest once its shell is up")
-    p.add_argument("--settle", type=float, default=5.0, help="seconds to watch after --run (default 5)")
-    p.add_argument("--attach", metavar="HOST:PORT", help="triage a QEMU someone else started (its gdbstub)")
+    p.add_argument("--settle", type=seconds, default=5.0, help="seconds to watch after --run (default 5)")
+    p.add_argument("--attach", metavar="SOCKET|HOST:PORT",
+                   help="triage a QEMU someone else started (its gdbstub: a session's gdb_address)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_triage)
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, as an exception: `finally` blocks end QEMU and GDB. Not a KeyboardInterrupt, which
+    `rkvm shell` takes as the user's Ctrl-C (interrupt the guest, go on)."""
+
+
 def _terminate_as_interrupt(signum, frame):
-    raise KeyboardInterrupt  # so `finally` blocks end QEMU and GDB on a SIGTERM too
+    raise Terminated
 
 
 def main(argv=None) -> int:
@@ -221,7 +248,7 @@ def main(argv=None) -> int:
     except RkvmError as e:
         print(f"rkvm {args.command}: {escape(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         print(f"rkvm {args.command}: interrupted", file=sys.stderr)
         return 130
 

@@ -64,6 +64,12 @@ def connect(sess) -> None:
         _quiet(f"target remote {sess.gdb_address}")
     except gdb.error as e:
         raise RkvmError(f"cannot connect to QEMU's gdbstub at {sess.gdb_address}: {e}") from None
+    # QEMU keeps the physical-memory mode across connections: a GDB killed inside a physical read
+    # would leave this one reading physical memory for virtual addresses. Back to virtual first.
+    try:
+        _quiet("maint packet Qqemu.PhyMemMode:0")
+    except gdb.error:
+        pass  # not QEMU's gdbstub: it has no such mode
 
 
 def _kaslr_at_attach(sess) -> None:

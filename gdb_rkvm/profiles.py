@@ -23,6 +23,31 @@ GDB_KEYS = {"vmlinux": (str, False), "scripts": (str, False), "module_dirs": (li
 TOP_KEYS = {"description": str, "vars": dict, "machine": dict, "gdb": dict}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
+# QEMU options whose value is a comma-separated list of key=value (QemuOpts): a ${var} expanded inside
+# one has its commas doubled, so `--set rootfs=/x,readonly=on` stays a file name.
+COMMA_OPTIONS = {"-drive", "-chardev", "-object", "-device", "-netdev", "-nic", "-net", "-blockdev", "-fsdev",
+                 "-virtfs", "-global", "-numa", "-audiodev", "-machine", "-M", "-smp", "-accel", "-add-fd",
+                 "-fw_cfg", "-tpmdev", "-mon", "-plugin", "-boot", "-rtc", "-icount", "-overcommit", "-msg",
+                 "-name", "-semihosting-config", "-sandbox", "-iscsi", "-trace"}
+# The session owns the gdbstub, the monitor(s), the serial console and QEMU's life: a profile may not add
+# its own (a gdbstub or monitor is a shell for whoever reaches it).
+REFUSED_OPTIONS = {
+    "-s": "opens a gdbstub on every interface (tcp::1234)", "-gdb": "adds a gdbstub (the session has its own)",
+    "-monitor": "adds a QEMU monitor (use GDB's 'monitor')",
+    "-qmp": "adds a QMP monitor", "-qmp-pretty": "adds a QMP monitor", "-mon": "adds a QEMU monitor",
+    "-serial": "the session owns the serial console", "-nographic": "puts a monitor and the console on stdio",
+    "-daemonize": "the session must keep QEMU's pid", "-vnc": "opens a VNC server",
+    "-spice": "opens a SPICE server", "-incoming": "listens for a migration", "-pidfile": "the session records the pid",
+}
+# Option values that make QEMU listen on, or connect to, the network.
+_NETWORK_VALUE = re.compile(r"(^|[,=])(tcp|telnet|udp|websocket|vnc|unix)(:|$|,)|(^|,)(host|port|hostfwd|guestfwd|"
+                            r"listen|connect|mcast|localaddr)=", re.IGNORECASE)
+
+
+def qemu_escape(value: str) -> str:
+    """A value placed in a QEMU comma-separated option: commas doubled (QEMU reads ',,' as one ',')."""
+    return value.replace(",", ",,")
+
 
 class ProfileError(RkvmError):
     pass
@@ -166,14 +191,14 @@ def _check_schema(path: Path, text: str, raw: dict) -> None:
             raise ProfileError(f"{_where(path, text, 'vars', key)}: 'vars.{key}' must be a string")
 
 
-def _expand(value, variables: dict, where: str):
+def _expand(value, variables: dict, where: str, escape_commas: bool = False):
     if isinstance(value, list):
         return [_expand(v, variables, where) for v in value]
 
     def sub(m):
         if m.group(1) not in variables:
             raise ProfileError(f"{where}: unknown variable ${{{m.group(1)}}}")
-        return variables[m.group(1)]
+        return qemu_escape(variables[m.group(1)]) if escape_commas else variables[m.group(1)]
 
     out = _VAR.sub(sub, value)
     return str(Path(out).expanduser()) if out.startswith("~") else out
@@ -200,6 +225,40 @@ def _resolve_vars(path: Path, text: str, raw_vars: dict, overrides: dict) -> dic
         name = next(iter(pending))
         raise ProfileError(f"{_where(path, text, 'vars', name)}: variables refer to each other in a cycle")
     return resolved
+
+
+def _line_of_item(text: str, key_line: int, item: str) -> int:
+    """The line (from the `extra_args =` line on) where the list item `item` is written."""
+    lines = text.splitlines()
+    for n in range(max(key_line, 1), len(lines) + 1):
+        if f'"{item}"' in lines[n - 1] or f"'{item}'" in lines[n - 1]:
+            return n
+        if n > key_line and re.match(r"\s*[A-Za-z_]+\s*=|\s*\[", lines[n - 1]):
+            break
+    return key_line
+
+
+def _extra_args(path: Path, text: str, raw: list, variables: dict) -> list[str]:
+    """machine.extra_args expanded (commas of ${vars} doubled inside QEMU's comma-separated options) and
+    checked: nothing that adds a gdbstub, a monitor, a serial port or a network listener."""
+    key_line = _line_of(text, "machine", "extra_args")
+    out = []
+    for i, item in enumerate(raw):
+        option = raw[i - 1] if i else ""
+        norm = option[1:] if option.startswith("--") else option
+        where = f"{path}:{_line_of_item(text, key_line, item)}" if key_line else str(path)
+        value = _expand(item, variables, where, escape_commas=norm in COMMA_OPTIONS)
+        this = item[1:] if item.startswith("--") else item
+        if this in REFUSED_OPTIONS:
+            raise ProfileError(f"{where}: extra_args: '{item}' is not allowed: {REFUSED_OPTIONS[this]}")
+        if this == "-display" and i + 1 < len(raw) and re.match(r"(vnc|spice|curses|gtk|sdl|egl)", raw[i + 1]):
+            raise ProfileError(f"{where}: extra_args: '-display {raw[i + 1]}' is not allowed: the session runs "
+                               "QEMU without a display")
+        if option.startswith("-") and not item.startswith("-") and _NETWORK_VALUE.search(item):
+            raise ProfileError(f"{where}: extra_args: '{option} {item}' is not allowed: it opens a network or "
+                               "socket endpoint (the session's sockets are private; use a file)")
+        out.append(value)
+    return out
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -238,7 +297,10 @@ def load(name_or_path: str, overrides: dict | None = None) -> Profile:
         raise ProfileError(f"--set {unknown[0]}: profile '{path.stem}' has no variable '{unknown[0]}' "
                            f"(it has: {', '.join(raw.get('vars', {}))})")
     variables = _resolve_vars(path, text, raw.get("vars", {}), overrides)
-    machine = {k: _expand(v, variables, _where(path, text, "machine", k)) for k, v in raw["machine"].items()}
+    machine = {k: _expand(v, variables, _where(path, text, "machine", k)) for k, v in raw["machine"].items()
+               if k != "extra_args"}
+    if "extra_args" in raw["machine"]:
+        machine["extra_args"] = _extra_args(path, text, raw["machine"]["extra_args"], variables)
     gdb = {k: _expand(v, variables, _where(path, text, "gdb", k)) for k, v in raw.get("gdb", {}).items()}
     for key, check in (("memory", memory_bytes), ("smp", check_smp)):
         if key in machine:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .errors import RkvmError
+from .paths import open_private
 
 
 def free_loopback_port() -> int:
@@ -50,6 +51,62 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
+def listening_unix(path: str, pid: int | None = None) -> bool:
+    """Whether a Unix socket bound at `path` is listening (one that process `pid` holds, if given)."""
+    owned = _socket_inodes(pid) if pid is not None else None
+    try:
+        lines = Path("/proc/net/unix").read_text(errors="replace").splitlines()[1:]
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split(None, 7)
+        if len(fields) < 8:
+            continue
+        flags, inode, bound = fields[3], fields[6], fields[7]
+        # __SO_ACCEPTCON (0x10000): a listening socket
+        if bound == path and int(flags, 16) & 0x10000 and (owned is None or inode in owned):
+            return True
+    return False
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (field 3 onwards), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (/proc/PID/stat field 22): with its argv, which
+    process a pid names (a pid is reused, a start time on one boot is not)."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (IndexError, ValueError):
+        return None
+
+
+def cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.decode(errors="surrogateescape").split("\0")[:-1] if raw else []
+
+
+def identity_problem(pid: int, ticks: int, argv: list[str]) -> str | None:
+    """None if `pid` is alive, started at `ticks` and runs exactly `argv`; else why not, in a few words."""
+    if not pid or not alive(pid):
+        return f"no process {pid}"
+    now = start_ticks(pid)
+    if not ticks or now != ticks:
+        return f"pid {pid} started at another time"
+    if cmdline(pid) != list(argv):
+        return f"pid {pid} runs another command line"
+    return None
+
+
 def is_loopback_hex(addr: str) -> bool:
     """Whether a /proc/net/tcp address (little-endian hex) is 127.0.0.0/8 or ::1."""
     if len(addr) == 8:
@@ -66,13 +123,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def is_qemu(pid: int) -> bool:
-    try:
-        return b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
 _PRCTL = []
 
 
@@ -83,35 +133,39 @@ def _die_with_parent() -> None:
     _PRCTL[0](1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
 
 
-def spawn(argv: list[str], log_path: Path, outlive_parent: bool = False) -> subprocess.Popen:
+def spawn(argv: list[str], log_path: Path, outlive_parent: bool = False, keep_fds: tuple = ()) -> subprocess.Popen:
     """Start QEMU in its own session (so a terminal's Ctrl-C goes to us, not to it). Unless asked to
-    outlive the caller (`rkvm up`), it dies with the process that started it."""
+    outlive the caller (`rkvm up`), it dies with the process that started it. `keep_fds` are inherited
+    (the session directory's lock). The log is never opened through a symlink."""
     if not _PRCTL:
         import ctypes
         _PRCTL.append(ctypes.CDLL(None, use_errno=True).prctl)
-    log = open(log_path, "wb")
+    log = os.fdopen(open_private(Path(log_path)), "wb")
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=None if outlive_parent else _die_with_parent)
+                                start_new_session=True, pass_fds=keep_fds,
+                                preexec_fn=None if outlive_parent else _die_with_parent)
     except FileNotFoundError:
         raise RkvmError(f"{argv[0]} not found: run 'make setup'") from None
     finally:
         log.close()
 
 
-def wait_listening(proc: subprocess.Popen, port: int, log_path: Path, timeout: float = 20.0) -> None:
-    """Wait until QEMU's gdbstub listens on `port`; raise with QEMU's own words if it died."""
+def wait_listening(proc: subprocess.Popen, where: str | int, log_path: Path, timeout: float = 20.0) -> None:
+    """Wait until QEMU's gdbstub listens on `where` (a Unix socket path, or a loopback TCP port) on a
+    socket QEMU itself holds; raise with QEMU's own words if it died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             text = log_path.read_text(errors="replace").strip().splitlines()
             reason = text[-1] if text else f"exit status {proc.returncode}"
             raise RkvmError(f"QEMU exited at start: {reason}")
-        if listening_sockets(port, proc.pid):
+        if listening_unix(where, proc.pid) if isinstance(where, str) else listening_sockets(where, proc.pid):
             return
         time.sleep(0.05)
     terminate(proc.pid)
-    raise RkvmError(f"QEMU did not open its gdbstub on 127.0.0.1:{port} within {timeout:.0f} s")
+    shown = where if isinstance(where, str) else f"127.0.0.1:{where}"
+    raise RkvmError(f"QEMU did not open its gdbstub on {shown} within {timeout:.0f} s")
 
 
 def terminate(pid: int, grace: float = 3.0) -> None:

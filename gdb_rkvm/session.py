@@ -1,21 +1,32 @@
-"""A lab session: one QEMU, paused at reset, gdbstub on loopback, serial console on a socket.
+"""A lab session: one QEMU, paused at reset, gdbstub and serial console on Unix sockets.
 
-session.json in the session directory is the only record; any `rkvm` command (and rkvm.py
-inside GDB) finds the running session through it.
+The session directory (build/session, or RKVM_SESSION_DIR) belongs to one session: it is mode 0700
+(nobody else can reach the sockets in it), and its `lock` file is flock()ed while the session lives.
+The lock's open file is inherited by QEMU, so a QEMU that outlives `rkvm up` keeps its directory
+locked until it ends; a command that starts a session for itself (rkvm gdb, shell, triage, the
+tests) holds it too until it stops the session. session.json is the only record; any `rkvm`
+command (and rkvm.py inside GDB) finds the running session through it, and trusts its pid only if
+the process's start time and argv are the ones recorded.
 """
 
+import fcntl
 import json
 import os
 import socket
+import stat
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import profiles, qemu_process
 from .errors import RkvmError
-from .paths import session_dir, write_atomic
+from .paths import open_private, private_dir, session_dir, write_atomic
 
 MODES = ("good", "vmalloc", "one-cpu", "nostack")
+SOCKET_PATH_MAX = 107   # sockaddr_un.sun_path is 108 bytes with its terminating NUL
+_FILES = ("session.json", "serial.log", "qemu.log", "console.sock", "gdb.sock")
+_HELD: dict[str, int] = {}   # session directory -> the lock fd this process holds for it
 
 
 @dataclass
@@ -23,7 +34,7 @@ class Session:
     """What `rkvm up` started, as written to session.json."""
 
     pid: int
-    gdb_port: int
+    gdb_address: str      # where GDB connects: a Unix socket path (the default), or HOST:PORT (--tcp)
     serial_log: str
     console_socket: str
     qemu_log: str
@@ -34,47 +45,105 @@ class Session:
     kernel_cmdline: str
     argv: list = field(default_factory=list)
     started_at: float = 0.0
-    host: str = "127.0.0.1"
-    external: bool = False   # a QEMU we did not start (rkvm triage --attach): never ours to end
+    start_ticks: int = 0   # QEMU's start time (/proc/PID/stat field 22): with argv, its identity
+    session_dir: str = ""
+    socket_dir: str = ""   # a short private directory for the sockets, if session_dir's path is too long
+    external: bool = False  # a QEMU we did not start (rkvm triage --attach): never ours to end
 
     @property
-    def gdb_address(self) -> str:
-        return f"{self.host}:{self.gdb_port}"
+    def tcp(self) -> bool:
+        return not self.gdb_address.startswith("/")
+
+    def identity_problem(self) -> str | None:
+        """None if `pid` is the QEMU this record describes; else why not (in a few words)."""
+        return qemu_process.identity_problem(self.pid, self.start_ticks, self.argv)
 
     def alive(self) -> bool:
         if self.external:
             return True
-        return qemu_process.alive(self.pid) and qemu_process.is_qemu(self.pid)
+        return self.identity_problem() is None
 
 
 def _json_path(directory: Path | None = None) -> Path:
-    return (directory or session_dir()) / "session.json"
+    return Path(directory or session_dir()) / "session.json"
+
+
+def _read(directory: Path) -> Session | None:
+    try:
+        with os.fdopen(open_private(_json_path(directory), os.O_RDONLY), "r") as f:
+            return Session(**json.loads(f.read()))
+    except (OSError, RkvmError, ValueError, TypeError):
+        return None
+
+
+def _untrusted(directory: Path) -> str | None:
+    """Why session.json in `directory` cannot be trusted (another user could have written it), or None."""
+    try:
+        st = os.lstat(directory)
+    except OSError:
+        return None   # no directory, no record
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a directory (a symlink?)"
+    if st.st_uid != os.geteuid():
+        return "not yours"
+    if st.st_mode & 0o022:
+        return "writable by other users"
+    return None
+
+
+def _try_lock(directory: Path) -> int | None:
+    """The session directory's lock, taken (an fd), or None if a live session (or a starting one) holds it."""
+    fd = open_private(Path(directory) / "lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _release(directory: Path) -> None:
+    fd = _HELD.pop(str(Path(directory).absolute()), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def current(directory: Path | None = None) -> Session | None:
-    """The running session, or None. A record whose QEMU is gone is removed."""
-    path = _json_path(directory)
-    try:
-        data = json.loads(path.read_text())
-        sess = Session(**data)
-    except (OSError, ValueError, TypeError):
+    """The running session, or None. A stale record (its QEMU gone) is removed if nobody holds the lock."""
+    directory = Path(directory or session_dir())
+    if _untrusted(directory):
         return None
-    if not sess.alive():
-        path.unlink(missing_ok=True)
-        return None
-    return sess
+    sess = _read(directory)
+    if sess is None or sess.alive():
+        return sess
+    fd = _try_lock(directory) if directory.is_dir() else None
+    if fd is not None:
+        try:
+            _json_path(directory).unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return None
 
 
 def external(address: str, profile_name: str = "lab", overrides: dict | None = None) -> Session:
-    """A Session for a gdbstub someone else started (HOST:PORT), with the profile's symbols."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise RkvmError(f"--attach {address}: expected HOST:PORT")
+    """A Session for a gdbstub someone else started (a Unix socket path or HOST:PORT), with the profile's
+    symbols."""
+    if "/" in address and ":" not in address:
+        try:
+            if not stat.S_ISSOCK(os.stat(address).st_mode):
+                raise RkvmError(f"--attach {address}: not a Unix socket")
+        except OSError as e:
+            raise RkvmError(f"--attach {address}: {e.strerror}") from None
+    else:
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise RkvmError(f"--attach {address}: expected a Unix socket path or HOST:PORT")
+        address = f"{host or '127.0.0.1'}:{port}"
     profile = profiles.load(profile_name, overrides)
-    return Session(pid=0, gdb_port=int(port), serial_log="", console_socket="", qemu_log="",
+    return Session(pid=0, gdb_address=address, serial_log="", console_socket="", qemu_log="",
                    vmlinux=profile.gdb.get("vmlinux", ""), gdb_scripts=profile.gdb.get("scripts", ""),
                    module_dirs=profile.gdb.get("module_dirs", []), profile=profile.name, kernel_cmdline="",
-                   host=host or "127.0.0.1", external=True)
+                   external=True)
 
 
 def from_environment() -> Session | None:
@@ -100,78 +169,161 @@ def _check_files(profile: profiles.Profile) -> None:
             raise RkvmError(f"{key} not found: {value} ({hint})")
 
 
-def build_argv(profile: profiles.Profile, port: int, directory: Path, append: str, smp: int | None):
-    """QEMU's argv: the profile's machine plus the session's plumbing. The gdbstub is loopback only."""
-    sock = directory / "console.sock"
+def _socket_dir(directory: Path) -> Path | None:
+    """None if the sockets fit in `directory`; else a new short private directory for them (mode 0700).
+    GDB reads a ':' in `target remote` as HOST:PORT, so a directory with one gets a short one too."""
+    if len(str(directory / "console.sock")) <= SOCKET_PATH_MAX and ":" not in str(directory):
+        return None
+    short = Path(tempfile.mkdtemp(prefix="rkvm-"))
+    if len(str(short / "console.sock")) > SOCKET_PATH_MAX or ":" in str(short):
+        os.rmdir(short)
+        raise RkvmError(f"the session directory's path is too long for a Unix socket ({len(str(directory))} "
+                        f"bytes) and so is {tempfile.gettempdir()}: set RKVM_SESSION_DIR (or TMPDIR) shorter")
+    return short
+
+
+def build_argv(profile: profiles.Profile, gdb: str | int, directory: Path, append: str, smp: int | None,
+               console: Path | None = None):
+    """QEMU's argv: the profile's machine plus the session's plumbing. `gdb` is the gdbstub's Unix socket
+    path (str) or a loopback TCP port (int). Paths in QEMU's comma-separated options have their commas
+    doubled (QEMU's escape), so a path cannot add options."""
+    esc = profiles.qemu_escape
+    sock = console or directory / "console.sock"
     log = directory / "serial.log"
+    if isinstance(gdb, int):
+        stub = ["-gdb", f"tcp:127.0.0.1:{gdb}"]
+    else:
+        stub = ["-chardev", f"socket,id=gdb0,path={esc(str(gdb))},server=on,wait=off", "-gdb", "chardev:gdb0"]
     return profile.qemu_args(append, smp) + [
-        "-nodefaults", "-display", "none", "-S",
-        "-gdb", f"tcp:127.0.0.1:{port}",
-        "-chardev", f"socket,id=ser0,path={sock},server=on,wait=off,logfile={log}",
+        "-nodefaults", "-display", "none", "-S", *stub,
+        "-chardev", f"socket,id=ser0,path={esc(str(sock))},server=on,wait=off,logfile={esc(str(log))}",
         "-serial", "chardev:ser0",
     ]
 
 
 def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = None, append: str = "",
-          overrides: dict | None = None, directory: Path | None = None, outlive: bool = False) -> Session:
-    """Start QEMU paused at reset and record the session. Refuses if one is already running.
-    outlive=True (`rkvm up`) keeps QEMU running after this process ends; otherwise it dies with it."""
-    directory = directory or session_dir()
-    if current(directory):
-        raise RkvmError("a session is already running (see 'rkvm status'; end it with 'rkvm down')")
+          overrides: dict | None = None, directory: Path | None = None, outlive: bool = False,
+          tcp_port: int | None = None) -> Session:
+    """Start QEMU paused at reset and record the session. Refuses if one is already running (or starting)
+    in the directory. outlive=True (`rkvm up`) keeps QEMU running after this process ends; otherwise it
+    dies with it. tcp_port (0: a free one) puts the gdbstub on 127.0.0.1 instead of a Unix socket."""
     profile = profiles.load(profile_name, overrides)
     _check_files(profile)
     if mode is not None:
         if mode not in MODES:
             raise RkvmError(f"unknown mode '{mode}' (one of: {', '.join(MODES)})")
         append = " ".join(x for x in (append, f"rkvm.mode={mode}") if x)
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in ("serial.log", "console.sock", "qemu.log"):
-        (directory / name).unlink(missing_ok=True)
-    last_error = None
-    for _ in range(3):  # the free port can be taken between our probe and QEMU's bind
-        port = qemu_process.free_loopback_port()
-        argv = build_argv(profile, port, directory, append, smp)
-        proc = qemu_process.spawn(argv, directory / "qemu.log", outlive_parent=outlive)
+    directory = private_dir(Path(directory or session_dir()).absolute())
+    lock = _try_lock(directory)
+    if lock is None:
+        raise RkvmError(f"a session is already running in {directory} (its lock is held; see 'rkvm status', "
+                        "end it with 'rkvm down')")
+    short = None
+    try:
+        for name in _FILES:   # stale: we hold the lock, so no live session owns them
+            (directory / name).unlink(missing_ok=True)
+        short = _socket_dir(directory)
+        sockets = short or directory
+        console = sockets / "console.sock"
+        qemu_log = directory / "qemu.log"
+        proc = None
+        for _ in range(3):  # a free TCP port can be taken between our probe and QEMU's bind
+            if tcp_port is None:
+                gdb = str(sockets / "gdb.sock")
+            else:
+                gdb = tcp_port or qemu_process.free_loopback_port()
+            argv = build_argv(profile, gdb, directory, append, smp, console)
+            proc = qemu_process.spawn(argv, qemu_log, outlive_parent=outlive, keep_fds=(lock,))
+            try:
+                qemu_process.wait_listening(proc, gdb, qemu_log)
+            except RkvmError as e:
+                qemu_process.terminate(proc.pid)
+                if "Address already in use" in str(e) and tcp_port == 0:
+                    continue
+                raise
+            except BaseException:
+                qemu_process.terminate(proc.pid)
+                raise
+            break
+        else:
+            raise RkvmError("no free loopback port for the gdbstub after 3 tries")
+        address = gdb if isinstance(gdb, str) else f"127.0.0.1:{gdb}"
+        sess = Session(pid=proc.pid, gdb_address=address, serial_log=str(directory / "serial.log"),
+                       console_socket=str(console), qemu_log=str(qemu_log),
+                       vmlinux=profile.gdb.get("vmlinux", ""), gdb_scripts=profile.gdb.get("scripts", ""),
+                       module_dirs=profile.gdb.get("module_dirs", []), profile=profile.name,
+                       kernel_cmdline=profile.kernel_cmdline(append), argv=argv, started_at=time.time(),
+                       start_ticks=qemu_process.start_ticks(proc.pid) or 0, session_dir=str(directory),
+                       socket_dir=str(short or ""))
         try:
-            qemu_process.wait_listening(proc, port, directory / "qemu.log")
-        except RkvmError as e:
-            qemu_process.terminate(proc.pid)
-            last_error = e
-            if "Address already in use" in str(e):
-                continue
-            raise
+            write_atomic(_json_path(directory), json.dumps(asdict(sess), indent=2) + "\n", mode=0o600)
         except BaseException:
             qemu_process.terminate(proc.pid)
             raise
-        break
-    else:
-        raise last_error
-    sess = Session(pid=proc.pid, gdb_port=port, serial_log=str(directory / "serial.log"),
-                   console_socket=str(directory / "console.sock"), qemu_log=str(directory / "qemu.log"),
-                   vmlinux=profile.gdb.get("vmlinux", ""), gdb_scripts=profile.gdb.get("scripts", ""),
-                   module_dirs=profile.gdb.get("module_dirs", []), profile=profile.name,
-                   kernel_cmdline=profile.kernel_cmdline(append), argv=argv, started_at=time.time())
-    try:
-        write_atomic(_json_path(directory), json.dumps(asdict(sess), indent=2) + "\n")
     except BaseException:
-        qemu_process.terminate(proc.pid)
+        if short is not None:
+            _remove_socket_dir(short)
+        os.close(lock)
         raise
+    if outlive:
+        os.close(lock)   # QEMU holds it (inherited) for as long as it runs
+    else:
+        _HELD[str(directory)] = lock
     return sess
 
 
-def stop(directory: Path | None = None) -> Session | None:
-    """End the running session's QEMU and remove its record. Returns what was stopped."""
-    directory = directory or session_dir()
-    path = _json_path(directory)
+def _remove_socket_dir(short: Path) -> None:
+    """Remove a short socket directory we made: only our two sockets, then the (empty) directory."""
     try:
-        sess = Session(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-    if qemu_process.is_qemu(sess.pid):
-        qemu_process.terminate(sess.pid)
-    path.unlink(missing_ok=True)
-    return sess
+        st = os.lstat(short)
+    except OSError:
+        return
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        return
+    for name in ("gdb.sock", "console.sock"):
+        (short / name).unlink(missing_ok=True)
+    try:
+        os.rmdir(short)
+    except OSError:
+        pass
+
+
+def stop(directory: Path | None = None, only: Session | None = None) -> Session | None:
+    """End the session's QEMU and remove its record. Returns what was stopped (None: no session, or
+    `only` was given and the directory now holds another session, which is left alone).
+
+    The pid in session.json is signalled only if it is the QEMU the record describes (same start
+    time and argv); a process that is not is reported (RkvmError), never signalled."""
+    directory = Path(directory or session_dir()).absolute()
+    why = _untrusted(directory)
+    if why:
+        raise RkvmError(f"session directory {directory} is {why}: its session.json is not trusted, nothing signalled")
+    try:
+        sess = _read(directory)
+        if sess is None:
+            return None
+        if only is not None and (sess.pid, sess.start_ticks) != (only.pid, only.start_ticks):
+            return None
+        if sess.external:
+            return None
+        problem = sess.identity_problem()
+        if problem is None:
+            qemu_process.terminate(sess.pid)
+        elif qemu_process.alive(sess.pid):
+            fd = _try_lock(directory)
+            if fd is not None:   # nobody holds the directory: the record is stale
+                _json_path(directory).unlink(missing_ok=True)
+                os.close(fd)
+            raise RkvmError(f"pid {sess.pid} recorded in {_json_path(directory)} is not this session's QEMU "
+                            f"({problem}): not signalled" + ("; stale record removed" if fd is not None else ""))
+        _json_path(directory).unlink(missing_ok=True)
+        for name in ("console.sock", "gdb.sock"):
+            (directory / name).unlink(missing_ok=True)
+        if sess.socket_dir:
+            _remove_socket_dir(Path(sess.socket_dir))
+        return sess
+    finally:
+        _release(directory)
 
 
 def serial_send(sess: Session, text: str, timeout: float = 5.0) -> None:

@@ -119,8 +119,12 @@ class Shell:
             time.sleep(0.2)
 
     def execute(self, line: str) -> str:
-        """Run one line in GDB; return what it printed (and its error)."""
-        res = self.mi.console(line, timeout=600)
+        """Run one line in GDB; return what it printed (and its error). Ctrl-C while it runs (a `continue`)
+        interrupts the guest, as in GDB; the shell goes on."""
+        try:
+            res = self.mi.console(line, timeout=600, interruptible=True)
+        except RkvmError as e:
+            return f"{e}\n"
         out = res.output
         if not res.ok:
             out += f"{res.error}\n"
@@ -143,8 +147,11 @@ class Shell:
                         break
                     if not line:
                         continue
-                    self.emit(self.execute(line))
-                    self.refresh_toolbar()
+                    try:
+                        self.emit(self.execute(line))
+                        self.refresh_toolbar()
+                    except KeyboardInterrupt:   # outside a command's run (the toolbar's read): go on
+                        self.emit("(interrupted)\n")
         finally:
             self._stop.set()
         return 0
@@ -166,4 +173,4 @@ def run_shell(args) -> int:
             return Shell(mi, sess, history).loop()
     finally:
         if started is not None:
-            session.stop()
+            session.stop(only=started)

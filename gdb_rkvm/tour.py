@@ -80,7 +80,7 @@ def run_tour(out=None) -> int:
     finally:
         if console is not None:
             console.close()
-        session.stop()
+        session.stop(only=sess)
 
 
 def _pending_type(sess, console, line: str) -> None:

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -12,8 +13,46 @@ from gdb_rkvm import qemu_process, session
 from gdb_rkvm.paths import REPO, build_dir
 from gdb_rkvm.target.mi import GdbMi
 
+# Every process this test run starts (QEMU, GDB, rkvm) inherits this mark: leftovers are found by it,
+# not by name, so other users' QEMU and GDB on the machine are never mistaken for ours.
+RUN_MARK = f"RKVM_TEST_RUN={os.getpid()}-{int(time.time() * 1000)}"
+os.environ["RKVM_TEST_RUN"] = RUN_MARK.split("=", 1)[1]
+
 LAB_FILES = ["kernel/Image", "kernel/vmlinux", "initramfs.cpio.gz", "module/rkvm.ko", "othervisor/othervisor.ko",
              "kernel-kaslr/Image", "kernel-kaslr/vmlinux", "initramfs-kaslr.cpio.gz", "module-kaslr/rkvm.ko"]
+
+
+def leftover_processes() -> dict[int, str]:
+    """QEMU and GDB processes started by this test run (they carry RUN_MARK) that are still running."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            if not any(b"qemu-system" in w or w.endswith(b"gdb-multiarch") or w.endswith(b"/gdb") for w in cmd[:1]):
+                continue
+            if RUN_MARK.encode() in open(f"/proc/{entry}/environ", "rb").read().split(b"\0") \
+                    and qemu_process.alive(int(entry)):
+                found[int(entry)] = b" ".join(cmd[:3]).decode(errors="replace")
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_qemu_or_gdb_left_by_the_suite():
+    """The whole run leaves no QEMU or GDB behind (checked by the suite itself, at its end)."""
+    yield
+    left = {}
+    for _ in range(50):   # a process being ended right now gets 5 s
+        left = leftover_processes()
+        if not left:
+            return
+        time.sleep(0.1)
+    for pid in left:
+        qemu_process.terminate(pid)
+    pytest.fail(f"the test run left QEMU/GDB processes running (now ended): {left}")
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +85,10 @@ def start_lab(lab_built, session_dir):
 
     yield start
     for sess in started:
-        session.stop(session_dir)
-        qemu_process.terminate(sess.pid)
-        assert not qemu_process.alive(sess.pid), "QEMU outlived its test"
+        session.stop(session_dir, only=sess)
+        if sess.identity_problem() is None:   # never a pid reused by another process
+            qemu_process.terminate(sess.pid)
+        assert sess.identity_problem() is not None, "QEMU outlived its test"
 
 
 @pytest.fixture

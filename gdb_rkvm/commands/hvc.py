@@ -2,6 +2,7 @@ import time
 
 import gdb
 
+from ..argtypes import seconds
 from ..arch.vectors import LOWER_A64_SYNC
 from ..errors import RkvmError
 from ..target import el2_symbols, el2_traps
@@ -262,7 +263,7 @@ Example:
 
     def add_arguments(self, p):
         p.add_argument("--count", type=int, default=None)
-        p.add_argument("--seconds", type=float, default=None)
+        p.add_argument("--seconds", type=seconds, default=None)
         p.add_argument("--imm", type=lambda s: parse_int(s, "immediate"))
         self.add_cpu_argument(p)
         p.add_argument("--entries-only", action="store_true")

@@ -1,5 +1,6 @@
 import gdb
 
+from ..argtypes import seconds
 from .. import stub_abi
 from ..errors import RkvmError
 from ..target import module_symbols
@@ -51,7 +52,7 @@ Example:
         p.add_argument("event", choices=sorted(stub_abi.EVENTS))
         p.add_argument("--cpu", type=int)
         p.add_argument("--count", type=int, default=1)
-        p.add_argument("--timeout", type=float, default=60.0)
+        p.add_argument("--timeout", type=seconds, default=60.0)
 
     def run(self, args):
         thread = gdb.selected_thread()

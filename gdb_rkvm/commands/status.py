@@ -11,7 +11,7 @@ class RkvmStatus(RkvmCommand):
 Usage: rkvm status [--json]
 Example:
   (gdb) rkvm status
-  session   lab (QEMU pid 4242, gdbstub 127.0.0.1:40123, alive)
+  session   lab (QEMU pid 4242, gdbstub /home/you/gdb-rkvm/build/session/gdb.sock, alive)
   target    connected, 2 vCPUs, stopped"""
 
     name = "status"

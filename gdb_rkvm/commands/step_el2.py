@@ -1,5 +1,6 @@
 import gdb
 
+from ..argtypes import seconds
 from ..arch import disasm, pstate, sysregs
 from ..errors import RkvmError
 from ..target import el2_traps, kernel_facts
@@ -59,7 +60,7 @@ Example:
 
     def add_arguments(self, p):
         p.add_argument("--max", type=int, default=200)
-        p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the next HVC")
+        p.add_argument("--timeout", type=seconds, default=60.0, help="seconds to wait for the next HVC")
         self.add_cpu_argument(p)
 
     def run(self, args):

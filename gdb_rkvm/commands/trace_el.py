@@ -1,3 +1,4 @@
+from ..argtypes import seconds
 from ..arch import esr, pstate, vectors
 from ..errors import RkvmError
 from ..target import el2_traps, kernel_facts
@@ -69,7 +70,7 @@ Example:
 
     def add_arguments(self, p):
         p.add_argument("--count", type=int, default=10)
-        p.add_argument("--seconds", type=float, default=30.0)
+        p.add_argument("--seconds", type=seconds, default=30.0)
 
     def run(self, args):
         deadline = Deadline(args.seconds)

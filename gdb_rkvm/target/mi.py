@@ -6,11 +6,14 @@ GDB (the QEMU it is attached to belongs to the session, which its owner ends).
 
 import itertools
 import json
+import re
 import shutil
 import signal
+import subprocess
 import time
 
 from pygdbmi.gdbcontroller import GdbController
+from pygdbmi.IoManager import IoManager
 
 from ..errors import RkvmError
 from ..paths import REPO
@@ -34,6 +37,23 @@ def _mi_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class _OwnGroupController(GdbController):
+    """pygdbmi's controller, with GDB in a process group (session) of its own: a terminal's Ctrl-C goes
+    to us only, and we pass GDB exactly one interrupt (a second one makes GDB give up on the target)."""
+
+    def spawn_new_gdb_subprocess(self) -> int:
+        if self.gdb_process:
+            self.exit()
+        self.gdb_process = subprocess.Popen(self.command, shell=False, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
+        self.io_manager = IoManager(self.gdb_process.stdin, self.gdb_process.stdout, self.gdb_process.stderr,
+                                    self.time_to_check_for_additional_output_sec)
+        return self.gdb_process.pid
+
+
 class GdbMi:
     """A gdb-multiarch process under GDB/MI with rkvm.py sourced."""
 
@@ -46,8 +66,12 @@ class GdbMi:
             argv += ["-x", str(REPO / "rkvm.py")]
         argv += extra_args or []
         self._tokens = itertools.count(100)
-        self.controller = GdbController(command=argv, time_to_check_for_additional_output_sec=0.05)
-        self.startup_output = self._drain_startup(startup_timeout)
+        self.controller = _OwnGroupController(command=argv, time_to_check_for_additional_output_sec=0.05)
+        try:
+            self.startup_output = self._drain_startup(startup_timeout)
+        except BaseException:
+            self.close()   # never leave a GDB behind when it does not come up in time
+            raise
 
     def _drain_startup(self, timeout: float) -> str:
         # rkvm.py runs before GDB reads MI commands; a no-op command marks the end of its output.
@@ -55,19 +79,22 @@ class GdbMi:
         early = [r for r in res.records if r.get("type") == "console"]
         return res.output + "".join(r["payload"] for r in early if r["payload"] not in res.output)
 
-    def console(self, command: str, timeout: float = 30.0) -> MiResult:
+    def console(self, command: str, timeout: float = 30.0, interruptible: bool = False) -> MiResult:
         """Run a CLI command; wait (at most `timeout` s) for it to finish.
 
         A command that resumes the target gets `^running` as its MI result before it is done;
         then a no-op marker command is queued behind it, and its result marks the real end.
+        interruptible=True: a Ctrl-C (KeyboardInterrupt) while waiting interrupts the target, as in GDB,
+        and the command's own end is still awaited (`rkvm shell`'s `continue`).
         """
         deadline = time.monotonic() + timeout
         token = self._send(command)
-        records = self._until_result(token, deadline, command)
+        records: list = []
+        self._wait(token, deadline, command, records, interruptible)
         result = records[-1]
         if result.get("message") == "running":
             marker = self._send("echo")
-            records += self._until_result(marker, deadline, command)
+            self._wait(marker, deadline, command, records, interruptible)
             late = [r for r in records if r.get("type") == "result" and r.get("token") == token
                     and r.get("message") == "error"]
             # an error after ^running still comes back as ^error with the command's token
@@ -77,7 +104,22 @@ class GdbMi:
         error = result["payload"].get("msg") if result.get("message") == "error" else None
         return MiResult(command, out, error, records)
 
+    def _wait(self, token: int, deadline: float, command: str, records: list, interruptible: bool) -> None:
+        while True:
+            try:
+                self._until_result(token, deadline, command, records)
+                return
+            except KeyboardInterrupt:
+                if not interruptible:
+                    raise
+                self.interrupt()
+                deadline = max(deadline, time.monotonic() + 30)
+
     def _send(self, command: str) -> int:
+        bad = _CONTROL.search(command)
+        if bad:
+            raise RkvmError(f"refused: a GDB command may not contain a control character ({bad.group()!r}): "
+                            f"{command[:60]!r}")
         token = next(self._tokens)
         try:
             self.controller.write(f"{token}-interpreter-exec console {_mi_quote(command)}", read_response=False)
@@ -92,8 +134,9 @@ class GdbMi:
         except (OSError, ValueError) as e:
             raise RkvmError(f"GDB is gone ({e})") from None
 
-    def _until_result(self, token: int, deadline: float, command: str) -> list:
-        records = []
+    def _until_result(self, token: int, deadline: float, command: str, records: list | None = None) -> list:
+        """Read until the result record of `token` (appended last to `records`, which it returns)."""
+        records = [] if records is None else records
         while True:
             batch = self._read(0.2)
             records += batch
@@ -101,7 +144,8 @@ class GdbMi:
                 # keep the result record last, so callers find it at records[-1]
                 res = [r for r in records if r.get("type") == "result" and r.get("token") == token][-1]
                 records.remove(res)
-                return records + [res]
+                records.append(res)
+                return records
             if self.controller.gdb_process is not None and self.controller.gdb_process.poll() is not None:
                 raise RkvmError(f"GDB exited while running {command!r}")
             if time.monotonic() > deadline:
@@ -160,7 +204,16 @@ class GdbMi:
                 interrupted += 1
 
     def close(self) -> None:
+        """End GDB: SIGTERM, then SIGKILL if it has not gone within 5 s (busy in a command)."""
+        proc = self.controller.gdb_process
         try:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
             self.controller.exit()
         except Exception:  # already gone: nothing left to end
             pass

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from .. import guest_text, profiles, qemu_process, session, stub_abi
 from ..arch import vectors
 from ..errors import RkvmError
+from ..paths import check_dir_safe, write_atomic
 from ..target.mi import GdbMi
 from . import report, rules
 
@@ -34,7 +36,7 @@ class TriageOptions:
     quiet_seconds: float = 15.0         # console silence that counts as a hang
     overrides: dict = field(default_factory=dict)
     smp: int | None = None
-    attach: str | None = None           # HOST:PORT of a gdbstub someone else started
+    attach: str | None = None           # a gdbstub someone else started: Unix socket path or HOST:PORT
 
 
 class Watch:
@@ -185,12 +187,39 @@ def _drive(mi: GdbMi, sess: session.Session, opts: TriageOptions, ctx: dict) -> 
             return
 
 
+def prepare_out(out: Path) -> Path:
+    """--out as a directory we can write reports into safely (created if missing); one-line error if not."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RkvmError(f"--out {out}: not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RkvmError(f"--out {out}: cannot create it: {e.strerror}") from None
+    check_dir_safe(out, f"--out {out}")
+    return out
+
+
+def _save_serial_log(sess_dir: Path, out: Path) -> None:
+    """The triage's serial console log, kept beside the report (its session directory is removed)."""
+    try:
+        data = (sess_dir / "serial.log").read_bytes()
+    except OSError:
+        return
+    try:
+        write_atomic(out / "serial.log", data)
+    except OSError:
+        pass
+
+
 def triage(opts: TriageOptions) -> tuple[int, dict]:
-    """Run one triage; returns (exit code, report dict). Always writes a report into opts.out."""
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    sess_dir = out / "session"
-    shutil.rmtree(sess_dir, ignore_errors=True)
+    """Run one triage; returns (exit code, report dict). Always writes a report into opts.out.
+
+    The QEMU it boots has a session directory of its own, made for this run (mkdtemp: private, unique)
+    and removed after it: a triage never touches another session's directory or QEMU, so two triages
+    (or a triage and `rkvm up`) can run at once."""
+    out = prepare_out(opts.out)
+    sess_dir = Path(tempfile.mkdtemp(prefix="rkvm-triage-"))
     run_info = {"profile": opts.profile, "mode": opts.mode, "until": opts.until, "timeout": opts.timeout,
                 "run": opts.run}
     ctx: dict = {}
@@ -254,13 +283,21 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
             mi.close()
         os.environ.pop("RKVM_ATTACH", None)
         if sess is not None and not sess.external:
-            session.stop(sess_dir)
-            qemu_process.terminate(sess.pid)
+            try:
+                session.stop(sess_dir, only=sess)
+            finally:
+                if sess.identity_problem() is None:   # still our QEMU (never a reused pid)
+                    qemu_process.terminate(sess.pid)
         if old_env is None:
             os.environ.pop("RKVM_SESSION_DIR", None)
         else:
             os.environ["RKVM_SESSION_DIR"] = old_env
-    report.write(out, rep)
+        _save_serial_log(sess_dir, out)
+        shutil.rmtree(sess_dir, ignore_errors=True)   # made by this run (mkdtemp), nobody else's
+    try:
+        report.write(out, rep)
+    except OSError as e:
+        raise RkvmError(f"cannot write the report into {out}: {e.strerror}") from None
     return code, rep
 
 

@@ -71,13 +71,13 @@ def test_ping_answers_through_debugfs(start_lab):
     assert int(m.group(2), 16) == 1  # first ping on that CPU
 
 
-def test_gdbstub_listens_on_loopback_only(start_lab):
+def test_gdbstub_is_a_unix_socket_in_the_private_session_dir(start_lab, session_dir):
     sess = start_lab()
-    addrs = qemu_process.listening_sockets(sess.gdb_port)
-    assert addrs, "gdbstub not listening"
-    assert all(qemu_process.is_loopback_hex(a) for a in addrs), addrs
-    assert "-s" not in sess.argv
-    assert f"tcp:127.0.0.1:{sess.gdb_port}" in sess.argv
+    assert sess.gdb_address == str(session_dir / "gdb.sock")
+    assert qemu_process.listening_unix(sess.gdb_address, sess.pid)
+    assert "-s" not in sess.argv and not any("tcp:" in a for a in sess.argv)
+    assert "chardev:gdb0" in sess.argv
+    assert (session_dir.stat().st_mode & 0o777) == 0o700
 
 
 def test_cli_up_status_down_leaves_no_process(lab_built, session_dir):
@@ -87,7 +87,8 @@ def test_cli_up_status_down_leaves_no_process(lab_built, session_dir):
         status = run_cli("status", "--json")
         data = json.loads(status.stdout)
         assert status.returncode == 0 and qemu_process.alive(data["pid"])
-        assert data["gdb_port"] > 0 and data["argv"][data["argv"].index("-smp") + 1] == "1"
+        assert data["gdb_address"] == str(session_dir / "gdb.sock")
+        assert data["argv"][data["argv"].index("-smp") + 1] == "1"
         second = run_cli("up")
         assert second.returncode == 2 and "already running" in second.stderr
         down = run_cli("down")
@@ -171,10 +172,11 @@ def test_a_taken_port_is_not_mistaken_for_ours(lab_built, session_dir, monkeypat
     real = qemu_process.free_loopback_port
     monkeypatch.setattr(qemu_process, "free_loopback_port", lambda: next(ports, None) or real())
     try:
-        sess = session.start("lab", directory=session_dir)
+        sess = session.start("lab", directory=session_dir, tcp_port=0)   # --tcp: a free port
         try:
-            assert sess.gdb_port != taken
-            assert qemu_process.listening_sockets(sess.gdb_port, sess.pid)
+            port = int(sess.gdb_address.rsplit(":", 1)[1])
+            assert port != taken and sess.gdb_address.startswith("127.0.0.1:")
+            assert qemu_process.listening_sockets(port, sess.pid)
         finally:
             session.stop(session_dir)
     finally:

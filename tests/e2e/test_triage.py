@@ -113,16 +113,17 @@ def test_qemu_killed_mid_run_exits_2_and_leaves_nothing(lab_built, tmp_path):
                                 text=True)
 
         def killer():
-            pid_file = out / "session" / "session.json"
+            # triage's QEMU is its child (in a private session directory of its own)
             for _ in range(600):
-                if pid_file.exists():
+                kids = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "qemu-system"], capture_output=True,
+                                      text=True).stdout.split()
+                if kids:
+                    time.sleep(3)
                     try:
-                        pid = json.loads(pid_file.read_text())["pid"]
-                        time.sleep(3)
-                        os.kill(pid, signal.SIGKILL)
-                        return
-                    except (ValueError, KeyError, ProcessLookupError):
+                        os.kill(int(kids[0]), signal.SIGKILL)
+                    except ProcessLookupError:
                         pass
+                    return
                 time.sleep(0.1)
         threading.Thread(target=killer, daemon=True).start()
         stdout, stderr = proc.communicate(timeout=180)
