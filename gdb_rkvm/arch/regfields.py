@@ -12,7 +12,10 @@ _RGN = {0: "Non-cacheable", 1: "Write-Back RW-alloc", 2: "Write-Through R-alloc"
 _SH = {0: "Non-shareable", 1: "reserved", 2: "Outer Shareable", 3: "Inner Shareable"}
 _PS = {0: "32 bits, 4GB", 1: "36 bits, 64GB", 2: "40 bits, 1TB", 3: "42 bits, 4TB", 4: "44 bits, 16TB",
        5: "48 bits, 256TB", 6: "52 bits, 4PB", 7: "56 bits, 64PB"}
-_EL_SUPPORT = {0: "not implemented", 1: "AArch64 only", 2: "AArch64 and AArch32", 3: "AArch64, AArch32 (3)"}
+# ID_AA64PFR0_EL1.ELx: 0b0001 AArch64, 0b0010 AArch64 and AArch32, and for EL2/EL3 0b0000 not
+# implemented (EL0 and EL1 always are); every other value is reserved and decodes as such.
+_EL01_SUPPORT = {1: "AArch64 only", 2: "AArch64 and AArch32"}
+_EL23_SUPPORT = {0: "not implemented", **_EL01_SUPPORT}
 
 HCR_EL2 = [
     F("VM", 0, doc="stage 2 translation for EL1&0 enabled"),
@@ -159,8 +162,8 @@ CNTHCTL_EL2 = [
 ]
 
 ID_AA64PFR0_EL1 = [
-    F("EL0", 3, 0, values=_EL_SUPPORT), F("EL1", 7, 4, values=_EL_SUPPORT),
-    F("EL2", 11, 8, values=_EL_SUPPORT), F("EL3", 15, 12, values=_EL_SUPPORT),
+    F("EL0", 3, 0, values=_EL01_SUPPORT), F("EL1", 7, 4, values=_EL01_SUPPORT),
+    F("EL2", 11, 8, values=_EL23_SUPPORT), F("EL3", 15, 12, values=_EL23_SUPPORT),
     F("FP", 19, 16, values={0: "implemented", 1: "implemented with half precision", 0xF: "not implemented"}),
     F("AdvSIMD", 23, 20, values={0: "implemented", 1: "implemented with half precision", 0xF: "not implemented"}),
     F("GIC", 27, 24, values={0: "no system register interface", 1: "GICv3/v4 system registers",
