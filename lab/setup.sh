@@ -10,8 +10,10 @@ build=$root/build
 dl=$build/downloads
 venv=$build/venv
 BASE_PYTHON=${RKVM_BASE_PYTHON:-/usr/bin/python3}
+# gcc + libc6-dev build the kernel's host tools (fixdep, gen_init_cpio); procps gives pgrep (tests).
 PACKAGES="qemu-system-arm gdb-multiarch gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu make flex bison
-bc libssl-dev libelf-dev cpio linux-source-6.12 e2fsprogs xz-utils gzip python3 python3-venv ca-certificates"
+bc libssl-dev libelf-dev cpio linux-source-6.12 e2fsprogs xz-utils gzip python3 python3-venv ca-certificates
+gcc libc6-dev perl procps"
 
 say() { echo "setup: $*"; }
 die() { echo "setup: $*" >&2; exit 1; }
