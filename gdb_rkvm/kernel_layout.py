@@ -1,9 +1,9 @@
 """The arm64 Linux kernel's virtual memory map (arch/arm64/include/asm/memory.h, Linux 6.x), from
 values read at run time, and its own virt_to_phys()/__pa_symbol() formulas. Pure: no GDB."""
 
+from .arch.fields import MASK64
 from dataclasses import dataclass, field
 
-MASK64 = (1 << 64) - 1
 SZ_8M, SZ_16M, SZ_1G, SZ_2G = 8 << 20, 16 << 20, 1 << 30, 2 << 30
 
 

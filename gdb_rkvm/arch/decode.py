@@ -1,7 +1,7 @@
 """One entry point: decode(NAME, value) for any catalogued register, with a summary and explanations."""
 
 from . import esr, mair, pstate, regfields, sysregs
-from .fields import Decoded, decode_fields, set_flags
+from .fields import Decoded, MASK64, decode_fields, set_flags
 
 
 def _generic(name: str, value: int) -> Decoded:
@@ -44,7 +44,7 @@ def canonical_name(name: str) -> str:
 def decode(name: str, value: int) -> Decoded:
     """Decode `value` as register `name`. Never raises for any 64-bit value."""
     name = canonical_name(name)
-    value &= (1 << 64) - 1
+    value &= MASK64
     if name.startswith("ESR_EL"):
         return esr.decode(value, name)
     if name.startswith("SPSR_EL") or name in ("CPSR", "PSTATE"):

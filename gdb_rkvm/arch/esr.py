@@ -5,7 +5,7 @@ instruction-specific syndrome, ISS2 [36:32]. EC values and ISS layouts follow th
 "ESR_EL2, Exception Syndrome Register (EL2)". decode() never raises: unknown encodings say so.
 """
 
-from .fields import Decoded, FieldValue, bits
+from .fields import Decoded, FieldValue, MASK64, bits
 from .sysregs import encoding_name
 
 # EC -> (short name, description)
@@ -283,7 +283,7 @@ def _decode_iss(ec: int, iss: int) -> tuple[list, str]:
 
 def decode(value: int, register: str = "ESR_EL2") -> Decoded:
     """ESR_ELx taken apart: EC, IL, ISS (decoded for the classes above), ISS2; with a summary."""
-    value &= (1 << 64) - 1
+    value &= MASK64
     ec, il, iss, iss2 = bits(value, 31, 26), bits(value, 25, 25), bits(value, 24, 0), bits(value, 36, 32)
     name, desc = EXCEPTION_CLASSES.get(ec, (f"EC_{ec:#04x}", "unallocated exception class"))
     fields = [_f("EC", 31, 26, ec, f"{name}: {desc}"),

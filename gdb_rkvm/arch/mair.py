@@ -1,6 +1,6 @@
 """MAIR_ELx: eight 8-bit memory attributes, indexed by a descriptor's AttrIndx."""
 
-from .fields import Decoded, FieldValue
+from .fields import Decoded, FieldValue, MASK64
 
 _DEVICE = {0b00: "Device-nGnRnE", 0b01: "Device-nGnRE", 0b10: "Device-nGRE", 0b11: "Device-GRE"}
 
@@ -38,7 +38,7 @@ def attribute(mair: int, index: int) -> int:
 
 
 def decode(value: int, register: str = "MAIR_EL1") -> Decoded:
-    value &= (1 << 64) - 1
+    value &= MASK64
     fields = [FieldValue(f"Attr{n}", f"[{8 * n + 7}:{8 * n}]", attribute(value, n), attr_name(attribute(value, n)))
               for n in range(8)]
     dec = Decoded(register, value, fields, ", ".join(f"{n}:{attribute(value, n):#04x}" for n in range(8)))

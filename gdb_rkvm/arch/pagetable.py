@@ -15,7 +15,6 @@ from functools import lru_cache
 from . import mair as mair_mod
 from .fields import bits
 
-MASK64 = (1 << 64) - 1
 GRANULE_SHIFT = {4096: 12, 16384: 14, 65536: 16}
 _TG0 = {0b00: 4096, 0b01: 65536, 0b10: 16384}
 _TG1 = {0b10: 4096, 0b11: 65536, 0b01: 16384}

@@ -4,7 +4,7 @@ AArch64 SPSR: N Z C V [31:28], TCO [25], DIT [24], UAO [23], PAN [22], SS [21], 
 ALLINT [13], SSBS [12], BTYPE [11:10], D A I F [9:6], M[4] (0 = AArch64), M[3:0] = EL and SP.
 """
 
-from .fields import Decoded, FieldValue, bits
+from .fields import Decoded, FieldValue, MASK64, bits
 
 AARCH64_MODES = {0b0000: "EL0t", 0b0100: "EL1t", 0b0101: "EL1h", 0b1000: "EL2t", 0b1001: "EL2h",
                  0b1100: "EL3t", 0b1101: "EL3h"}
@@ -45,7 +45,7 @@ def current_el_from_cpsr(cpsr: int) -> int:
 
 def decode(value: int, register: str = "SPSR_EL2") -> Decoded:
     """SPSR/CPSR taken apart: mode, interrupt masks, flags."""
-    value &= (1 << 64) - 1
+    value &= MASK64
     aarch32 = bool(bits(value, 4, 4))
     flags = _FLAGS32 if aarch32 else _FLAGS64
     fields = [FieldValue(n, f"[{b}]", 1, "set") for n, b in flags if bits(value, b, b)]

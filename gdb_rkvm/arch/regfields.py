@@ -210,3 +210,26 @@ TABLES = {
     "TTBR0_EL1": TTBR, "TTBR1_EL1": TTBR, "TTBR0_EL2": TTBR, "VTTBR_EL2": VTTBR_EL2, "HPFAR_EL2": HPFAR_EL2,
     "CurrentEL": CURRENTEL, "CPACR_EL1": CPACR_EL1,
 }
+
+
+def field(value: int, table: list, name: str) -> int:
+    """The value of field `name` of a register whose layout is `table` (KeyError: no such field)."""
+    for f in table:
+        if f.name == name:
+            return (value >> f.lo) & ((1 << f.width) - 1)
+    raise KeyError(name)
+
+
+def mmu_enabled(sctlr: int) -> bool:
+    """SCTLR_EL1.M / SCTLR_EL2.M: stage 1 translation on for that regime (bit 0 in both)."""
+    return bool(field(sctlr, SCTLR_EL2, "M"))
+
+
+def stage2_enabled(hcr_el2: int) -> bool:
+    """HCR_EL2.VM: stage 2 translation on for the EL1&0 regime."""
+    return bool(field(hcr_el2, HCR_EL2, "VM"))
+
+
+def walks_disabled(tcr_el1: int, upper: bool) -> bool:
+    """TCR_EL1.EPD1 (upper, TTBR1) or EPD0 (TTBR0): table walks through that TTBR disabled."""
+    return bool(field(tcr_el1, TCR_EL1, "EPD1" if upper else "EPD0"))

@@ -1,5 +1,6 @@
 import gdb
 
+from ..arch.fields import MASK64
 from ..argtypes import seconds
 from .. import stub_abi
 from ..errors import RkvmError
@@ -21,7 +22,7 @@ class _EventBreakpoint(StopCheckBreakpoint):
     def check(self):
         if self.deadline.passed():
             return True
-        regs = [int(gdb.parse_and_eval(f"$x{n}")) & 0xFFFFFFFFFFFFFFFF for n in range(4)]
+        regs = [int(gdb.parse_and_eval(f"$x{n}")) & MASK64 for n in range(4)]
         event, cpu = regs[0] & 0xFFFFFFFF, regs[1] & 0xFFFFFFFF
         if event != self.event or (self.cpu is not None and cpu != self.cpu):
             return False

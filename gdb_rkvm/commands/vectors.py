@@ -1,4 +1,4 @@
-from ..arch import disasm, vectors
+from ..arch import disasm, regfields, vectors
 from ..target import gdb_target as t
 from ..target import kernel_facts
 from ..vbar_el2 import classify
@@ -36,7 +36,7 @@ Example:
         cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
         el = int(args.el[-1])
         vbar = t.read_register(f"VBAR_EL{el}", cpu)
-        mmu_on = bool(t.read_register("SCTLR_EL2", cpu) & 1) if el == 2 else True
+        mmu_on = regfields.mmu_enabled(t.read_register("SCTLR_EL2", cpu)) if el == 2 else True
         marks = kernel_facts.landmarks([vbar] if el == 2 else [])
         table = read_vector_table(el, vbar, mmu_on)
         slots = []

@@ -1,6 +1,7 @@
 """Whole address-space maps of the EL1&0 regime: every mapped range, coalesced (for vmmap and p2v)."""
 
 from ..arch import pagetable as pt
+from ..arch import regfields
 from ..errors import RkvmError
 from . import gdb_target as t
 from .gdb_state import STATE
@@ -16,10 +17,10 @@ def el1_map(half: str, cpu: int | None = None) -> dict:
     if key in STATE.stop_cache:
         return STATE.stop_cache[key]
     tcr, mair = t.read_register("TCR_EL1", cpu), t.read_register("MAIR_EL1", cpu)
-    if not t.read_register("SCTLR_EL1", cpu) & 1:
+    if not regfields.mmu_enabled(t.read_register("SCTLR_EL1", cpu)):
         raise RkvmError("the EL1 MMU is off (SCTLR_EL1.M = 0): nothing is mapped yet, VA = PA")
     upper = half == "ttbr1"
-    if (tcr >> (23 if upper else 7)) & 1:
+    if regfields.walks_disabled(tcr, upper):
         raise RkvmError(f"walks through {half.upper()}_EL1 are disabled (TCR_EL1.EPD{int(upper)} = 1)")
     geo = _geometry(lambda: pt.stage1_geometry(tcr, upper))
     ttbr = t.read_register(f"{half.upper()}_EL1", cpu)

@@ -1,6 +1,6 @@
 """Per-CPU EL state as plain dicts, built from gdb_target reads and arch decoders."""
 
-from ..arch import decode, pstate
+from ..arch import decode, pstate, regfields
 from ..errors import RkvmError
 from ..vbar_el2 import classify
 from . import gdb_target as t
@@ -59,6 +59,7 @@ def el_picture(cpu: int, marks) -> dict:
         "registers": regs,
         "hcr_el2_set": decode.decode("HCR_EL2", regs["HCR_EL2"]["value"]).summary
         if regs["HCR_EL2"]["value"] is not None else None,
-        "el2_mmu_on": bool(regs["SCTLR_EL2"]["value"] & 1) if regs["SCTLR_EL2"]["value"] is not None else None,
+        "el2_mmu_on": (regfields.mmu_enabled(regs["SCTLR_EL2"]["value"])
+                       if regs["SCTLR_EL2"]["value"] is not None else None),
         "vbar_el2_points_at": classify(vbar, marks).text if vbar is not None else None,
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gdb
 
+from ..arch.fields import MASK64
 from ..elf_check import check_aarch64_elf
 from ..errors import RkvmError
 from ..guest_text import UnsafeArgument, gdb_arg
@@ -71,13 +72,13 @@ class InstallHookBreakpoint(StopCheckBreakpoint):
         try:
             event = int(gdb.parse_and_eval("$x0")) & 0xFFFFFFFF
             if event in (1, 2):  # installed-cpu, installed-all
-                pa = int(gdb.parse_and_eval("$x2")) & ((1 << 64) - 1)
+                pa = int(gdb.parse_and_eval("$x2")) & MASK64
                 if loaded().get(str(STUB_ELF.resolve())) != pa:
                     line = load_rkvm_stub(pa)
                     if line:
                         gdb.write(line + "\n")
             if event == 1:  # installed-cpu: VBAR_EL2 of that CPU is now x3
-                vbar = int(gdb.parse_and_eval("$x3")) & ((1 << 64) - 1)
+                vbar = int(gdb.parse_and_eval("$x3")) & MASK64
                 # a listener (hvc catch) that must move its breakpoints asks for a stop: it re-arms there
                 return any(listener(vbar) for listener in list(self.listeners))
         except (gdb.error, RkvmError, ValueError, OverflowError) as e:

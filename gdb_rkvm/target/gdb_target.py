@@ -11,10 +11,10 @@ import re
 import gdb
 
 from ..arch import pstate
+from ..arch.fields import MASK64
 from ..errors import RkvmError
 from .gdb_state import STATE
 
-MASK64 = (1 << 64) - 1
 
 
 _REGISTER_NAMES: dict[str, set[str]] = {}   # per GDB architecture: fixed for the life of the connection

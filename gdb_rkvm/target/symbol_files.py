@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gdb
 
+from ..arch.fields import MASK64
 from ..errors import RkvmError
 from ..guest_text import UnsafeArgument, gdb_arg
 from .gdb_state import STATE, command_settings, notice
@@ -55,7 +56,7 @@ def gdb_offset(vmlinux: str) -> int | None:
     sym = obj.lookup_global_symbol("start_kernel")
     if sym is None:
         return None
-    return (int(sym.value().address) - link) & ((1 << 64) - 1)
+    return (int(sym.value().address) - link) & MASK64
 
 
 def load_vmlinux(vmlinux: str, slide: int = 0) -> None:

@@ -5,6 +5,7 @@ import contextlib
 import gdb
 
 from ..arch import pagetable as pt
+from ..arch import regfields
 from ..errors import RkvmError
 from ..kernel_layout import KernelLayout, page_offset_from
 from . import gdb_target as t
@@ -47,7 +48,7 @@ def translate(va: int, cpu: int | None = None, regime: str = "el1", stage: int =
     regs = regime_registers("s2" if stage == 2 else regime, cpu)
     if stage == 2:
         note = None
-        if not regs["HCR_EL2"] & 1:
+        if not regfields.stage2_enabled(regs["HCR_EL2"]):
             note = "stage 2 is off (HCR_EL2.VM = 0): IPA = PA"
             if not regs["VTTBR_EL2"]:
                 return {"va": va, "pa": va, "regime": "stage 2", "note": note + "; VTTBR_EL2 is not set",
@@ -57,7 +58,7 @@ def translate(va: int, cpu: int | None = None, regime: str = "el1", stage: int =
         if va >> geo.ia_bits:
             raise RkvmError(f"IPA {va:#x} is larger than the {geo.ia_bits}-bit IPA space (VTCR_EL2.T0SZ)")
     elif regime == "el2":
-        if not regs["SCTLR_EL2"] & 1:
+        if not regfields.mmu_enabled(regs["SCTLR_EL2"]):
             return {"va": va, "pa": va, "regime": "EL2", "note": "EL2 MMU off (SCTLR_EL2.M = 0): EL2 addresses "
                     "are physical, VA = PA", "steps": [], "fault": None}
         geo = _geometry(lambda: pt.stage1_geometry(regs["TCR_EL2"], upper=False, el2_regime=True))
@@ -65,7 +66,7 @@ def translate(va: int, cpu: int | None = None, regime: str = "el1", stage: int =
         if va >> geo.ia_bits:
             raise RkvmError(f"{va:#x} is outside the EL2 regime's {geo.ia_bits}-bit range (TCR_EL2.T0SZ)")
     else:
-        if not regs["SCTLR_EL1"] & 1:
+        if not regfields.mmu_enabled(regs["SCTLR_EL1"]):
             return {"va": va, "pa": va, "regime": "EL1&0", "note": "EL1 MMU off (SCTLR_EL1.M = 0): VA = PA",
                     "steps": [], "fault": None}
         try:
