@@ -15,65 +15,46 @@ from prompt_toolkit.history import FileHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from . import profiles, session
-from .arch import sysregs
 from .errors import RkvmError
 from .guest_text import escape
 from .paths import build_dir
 from .target.mi import GdbMi
 
-SUBCOMMANDS = ["status", "run-to", "modules", "cpus", "el", "sysreg", "esr", "vectors", "walk", "v2p", "contig",
-               "vmmap", "p2v", "stub", "hvc catch", "hvc last", "hvc trace", "step-el2", "trace-el", "snapshot"]
-GDB_WORDS = ["continue", "stepi", "nexti", "break", "tbreak", "delete", "info registers", "info threads", "thread",
-             "bt", "x/", "print", "p/x", "disassemble", "interrupt", "quit"]
+MAX_COMPLETIONS = 100
 
 
-def kernel_symbols(vmlinux: str, limit: int = 400000) -> list[str]:
-    """Function and object names from vmlinux's symbol table (for completion)."""
-    from elftools.elf.elffile import ELFFile
-    names = []
-    try:
-        with open(vmlinux, "rb") as f:
-            symtab = ELFFile(f).get_section_by_name(".symtab")
-            for sym in symtab.iter_symbols() if symtab else []:
-                if sym.name and sym["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT") and len(names) < limit:
-                    names.append(sym.name)
-    except (OSError, ValueError):
+def gdb_completions(mi: GdbMi, text: str) -> list[str]:
+    """What GDB's own `complete TEXT` offers (whole lines): the rkvm commands and their arguments,
+    GDB's commands, symbols. Asked of the GDB the shell drives, so the shell never keeps a list of
+    its own. Nothing (not an error) when GDB is busy or the text cannot be completed."""
+    if not text.strip() or not text.isprintable():
         return []
-    return sorted(set(names))
+    try:
+        res = mi.console(f"complete {text}", timeout=2)
+    except RkvmError:
+        return []
+    if not res.ok:
+        return []
+    return res.output.splitlines()[:MAX_COMPLETIONS]
 
 
 class RkvmCompleter(Completer):
-    """rkvm subcommands after `rkvm `, register names after `sysreg`, symbols elsewhere."""
+    """Completions from GDB (`ask(text)` returns GDB's `complete` lines), cut to the word being typed."""
 
-    def __init__(self, symbols_source):
-        self.symbols_source = symbols_source   # callable -> list[str], filled in the background
+    def __init__(self, ask):
+        self.ask = ask
 
     def get_completions(self, document, complete_event):
         text = document.text_before_cursor
         word = document.get_word_before_cursor(WORD=True)
-        if text.startswith("rkvm ") and text.count(" ") == 1:
-            for sub in SUBCOMMANDS:
-                if sub.startswith(word):
-                    yield Completion(sub, start_position=-len(word))
-            return
-        if text.startswith("rkvm sysreg ") or text.startswith("p $"):
-            for name in sysregs.names():
-                if name.upper().startswith(word.upper().lstrip("$")):
-                    yield Completion(name, start_position=-len(word.lstrip("$")))
-            return
-        if " " not in text:
-            for w in ["rkvm"] + GDB_WORDS:
-                if w.startswith(word):
-                    yield Completion(w, start_position=-len(word))
-            return
-        if len(word) >= 3:
-            count = 0
-            for name in self.symbols_source():
-                if name.startswith(word):
-                    yield Completion(name, start_position=-len(word))
-                    count += 1
-                    if count >= 50:
-                        return
+        head = text[: len(text) - len(word)]
+        seen = set()
+        for line in self.ask(text):
+            if line.startswith(head) and len(line) > len(head):
+                tail = line[len(head):]
+                if tail not in seen:
+                    seen.add(tail)
+                    yield Completion(tail, start_position=-len(word))
 
 
 class Shell:
@@ -83,16 +64,11 @@ class Shell:
         self.mi, self.sess = mi, sess
         self.emit = emit or (lambda text: print(text, end="", flush=True))
         self.toolbar = "CPUs: (not read yet)"
-        self._symbols: list[str] = []
-        threading.Thread(target=self._load_symbols, daemon=True).start()
-        self.prompt = PromptSession(history=FileHistory(str(history)), completer=RkvmCompleter(lambda: self._symbols),
+        self.prompt = PromptSession(history=FileHistory(str(history)),
+                                    completer=RkvmCompleter(lambda text: gdb_completions(self.mi, text)),
                                     bottom_toolbar=lambda: self.toolbar, input=input, output=output)
         self._serial_pos = Path(sess.serial_log).stat().st_size if Path(sess.serial_log).exists() else 0
         self._stop = threading.Event()
-
-    def _load_symbols(self):
-        if self.sess.vmlinux:
-            self._symbols = kernel_symbols(self.sess.vmlinux)
 
     def refresh_toolbar(self) -> None:
         try:

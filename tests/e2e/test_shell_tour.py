@@ -10,7 +10,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from gdb_rkvm.paths import REPO
-from gdb_rkvm.shell import RkvmCompleter, Shell, kernel_symbols
+from gdb_rkvm.shell import RkvmCompleter, Shell, gdb_completions
 from gdb_rkvm.target.mi import GdbMi
 from tests.conftest import no_new_qemu
 
@@ -21,14 +21,18 @@ def complete(completer, text):
     return [c.text for c in completer.get_completions(Document(text), None)]
 
 
-def test_completion_of_subcommands_registers_and_symbols(lab_built):
-    symbols = kernel_symbols(str(lab_built / "kernel/vmlinux"))
-    assert "start_kernel" in symbols and len(symbols) > 10000
-    c = RkvmCompleter(lambda: symbols)
-    assert complete(c, "rkvm st") == ["status", "stub", "step-el2"]
+def test_completion_comes_from_gdb(start_lab, gdb_on):
+    """The shell asks GDB: every rkvm command (kaslr too), their arguments, GDB's symbols."""
+    mi = gdb_on(start_lab())
+    c = RkvmCompleter(lambda text: gdb_completions(mi, text))
+    subs = complete(c, "rkvm ")
+    assert {"status", "stub", "step-el2", "kaslr", "cpus", "hvc"} <= set(subs)
+    assert complete(c, "rkvm st") == sorted(x for x in subs if x.startswith("st"))
     assert "VBAR_EL2" in complete(c, "rkvm sysreg VBAR")
+    assert "--regime" in complete(c, "rkvm walk --reg")
     assert "start_kernel" in complete(c, "break start_ker")
-    assert complete(c, "rk") == ["rkvm"]
+    assert "rkvm" in complete(c, "rk")
+    assert complete(c, "") == [] and complete(c, "p \x1b") == []
 
 
 def test_shell_round_trip(lab_built, start_lab, tmp_path):
