@@ -1,6 +1,7 @@
 """The stub's HVC ABI and page layout, read from stub/rkvm_abi.h (the one place they are defined)."""
 
 import re
+from dataclasses import dataclass
 from functools import cache
 
 from .paths import REPO
@@ -37,9 +38,32 @@ def hvc_calls() -> dict[str, int]:
             if k.startswith("RKVM_HVC_") and k not in ("RKVM_HVC_IMM", "RKVM_HVC_BASE", "RKVM_HVC_NR")}
 
 
-# Debugger hook events, as module/rkvm.c's enum rkvm_debug_event_kind numbers them.
-EVENTS = {"installed-cpu": 1, "installed-all": 2, "hvc-issued": 3, "removed": 4, "hvc-returned": 5}
+def debug_events() -> dict[str, int]:
+    """rkvm.ko's debugger-hook events by name ('installed-cpu': 1, ...), from RKVM_EV_* in the header."""
+    return {k[len("RKVM_EV_"):].lower().replace("_", "-"): v for k, v in constants().items()
+            if k.startswith("RKVM_EV_")}
+
+
+EVENTS = debug_events()
 EVENT_NAMES = {v: k for k, v in EVENTS.items()}
+
+
+@dataclass(frozen=True)
+class DebugEvent:
+    """One call of rkvm_debug_event(event, cpu, stub_pa, arg), as the hook's x0..x3 carry it."""
+
+    event: str          # 'installed-cpu', ... or the number when unknown
+    cpu: int
+    stub_pa: int
+    arg: int
+
+    @classmethod
+    def from_registers(cls, x0: int, x1: int, x2: int, x3: int) -> "DebugEvent":
+        number = x0 & 0xFFFFFFFF   # u32 event, u32 cpu: the upper halves are not defined by the ABI
+        return cls(EVENT_NAMES.get(number, str(number)), x1 & 0xFFFFFFFF, x2, x3)
+
+    def to_dict(self) -> dict:
+        return {"event": self.event, "cpu": self.cpu, "stub_pa": self.stub_pa, "arg": self.arg}
 
 
 def cpu_records(page: bytes, cpus: list[int]) -> dict:

@@ -45,14 +45,7 @@ MODULE_PARM_DESC(hyp_stub_vectors, "VA of __hyp_stub_vectors, to put back on unl
 
 enum rkvm_mode { RKVM_MODE_GOOD, RKVM_MODE_VMALLOC, RKVM_MODE_ONE_CPU, RKVM_MODE_NOSTACK };
 
-/* Debugger hook events (docs/debugger-hook.md). */
-enum rkvm_debug_event_kind {
-	RKVM_EV_INSTALLED_CPU = 1,	/* arg = VBAR_EL2 value written on `cpu` */
-	RKVM_EV_INSTALLED_ALL = 2,	/* arg = number of CPUs installed */
-	RKVM_EV_HVC_ISSUED = 3,		/* arg = function ID in x0 */
-	RKVM_EV_REMOVED = 4,		/* arg = number of CPUs restored */
-	RKVM_EV_HVC_RETURNED = 5,	/* arg = x0 returned */
-};
+/* Debugger hook events: RKVM_EV_* in rkvm_abi.h (docs/debugger-hook.md). */
 
 /*
  * Everything a debugger needs, at one symbol, like the dynamic linker's r_debug.

@@ -58,6 +58,13 @@
  * MPIDR_EL1.Aff0 and there are RKVM_MAX_CPUS of them: rkvm.ko refuses to load on more CPUs (or on a
  * CPU whose MPIDR does not fit), `rkvm up --smp` refuses more, and gdb_rkvm reads no slot past them.
  */
+/* rkvm.ko's debugger hook, rkvm_debug_event(event, cpu, stub_pa, arg): the events (x0) and their arg (x3) */
+#define RKVM_EV_INSTALLED_CPU	1	/* arg = VBAR_EL2 value written on `cpu` */
+#define RKVM_EV_INSTALLED_ALL	2	/* arg = number of CPUs installed */
+#define RKVM_EV_HVC_ISSUED	3	/* arg = function ID in x0 */
+#define RKVM_EV_REMOVED		4	/* arg = number of CPUs restored */
+#define RKVM_EV_HVC_RETURNED	5	/* arg = x0 returned */
+
 #define RKVM_MAX_CPUS		8
 #define RKVM_OFF_DATA		0x800
 #define RKVM_OFF_MAGIC		0x800	/* "RKVMSTUB" */

@@ -1,9 +1,9 @@
 import gdb
 
-from ..arch.fields import MASK64
 from ..argtypes import seconds
 from .. import stub_abi
 from ..errors import RkvmError
+from ..target import gdb_target as t
 from ..target import module_symbols
 from ..target.gdb_state import STATE, StopCheckBreakpoint, quietly
 from ..target.resume import Deadline, continue_until
@@ -13,7 +13,7 @@ from .base import CONNECTED, SESSION, RkvmCommand, only_when
 class _EventBreakpoint(StopCheckBreakpoint):
     """On rkvm_debug_event(event, cpu, stub_pa, arg): stops only for the wanted event and CPU."""
 
-    def __init__(self, event: int, cpu: int | None, count: int, deadline):
+    def __init__(self, event: str, cpu: int | None, count: int, deadline):
         super().__init__("rkvm_debug_event", internal=True)
         self.silent = True
         self.event, self.cpu, self.remaining, self.deadline = event, cpu, count, deadline
@@ -22,15 +22,13 @@ class _EventBreakpoint(StopCheckBreakpoint):
     def check(self):
         if self.deadline.passed():
             return True
-        regs = [int(gdb.parse_and_eval(f"$x{n}")) & MASK64 for n in range(4)]
-        event, cpu = regs[0] & 0xFFFFFFFF, regs[1] & 0xFFFFFFFF
-        if event != self.event or (self.cpu is not None and cpu != self.cpu):
+        ev = t.debug_event_at_hook()
+        if ev.event != self.event or (self.cpu is not None and ev.cpu != self.cpu):
             return False
         self.remaining -= 1
         if self.remaining > 0:
             return False
-        self.matched = {"event": stub_abi.EVENT_NAMES.get(event, str(event)), "cpu": cpu,
-                        "stub_pa": regs[2], "arg": regs[3]}
+        self.matched = ev.to_dict()
         return True
 
 
@@ -68,7 +66,7 @@ Example:
             except gdb.error:
                 raise RkvmError("rkvm.ko is not loaded yet: hvc events need it (run-to installed-all first)") from None
         deadline = Deadline(args.timeout)
-        bp = quietly(lambda: _EventBreakpoint(stub_abi.EVENTS[args.event], args.cpu, max(1, args.count), deadline))
+        bp = quietly(lambda: _EventBreakpoint(args.event, args.cpu, max(1, args.count), deadline))
         try:
             continue_until(deadline)
         finally:

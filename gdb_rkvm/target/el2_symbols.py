@@ -8,11 +8,11 @@ from pathlib import Path
 
 import gdb
 
-from ..arch.fields import MASK64
 from ..elf_check import check_aarch64_elf
 from ..errors import RkvmError
 from ..guest_text import UnsafeArgument, gdb_arg
 from ..stub_symbols import STUB_ELF
+from . import gdb_target as t
 from .gdb_state import STATE, StopCheckBreakpoint
 
 
@@ -70,15 +70,14 @@ class InstallHookBreakpoint(StopCheckBreakpoint):
 
     def check(self):
         try:
-            event = int(gdb.parse_and_eval("$x0")) & 0xFFFFFFFF
-            if event in (1, 2):  # installed-cpu, installed-all
-                pa = int(gdb.parse_and_eval("$x2")) & MASK64
-                if loaded().get(str(STUB_ELF.resolve())) != pa:
-                    line = load_rkvm_stub(pa)
+            ev = t.debug_event_at_hook()
+            if ev.event in ("installed-cpu", "installed-all"):
+                if loaded().get(str(STUB_ELF.resolve())) != ev.stub_pa:
+                    line = load_rkvm_stub(ev.stub_pa)
                     if line:
                         gdb.write(line + "\n")
-            if event == 1:  # installed-cpu: VBAR_EL2 of that CPU is now x3
-                vbar = int(gdb.parse_and_eval("$x3")) & MASK64
+            if ev.event == "installed-cpu":  # VBAR_EL2 of that CPU is now arg
+                vbar = ev.arg
                 # a listener (hvc catch) that must move its breakpoints asks for a stop: it re-arms there
                 return any(listener(vbar) for listener in list(self.listeners))
         except (gdb.error, RkvmError, ValueError, OverflowError) as e:

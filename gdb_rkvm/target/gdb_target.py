@@ -12,6 +12,7 @@ import gdb
 
 from ..arch import pstate
 from ..arch.fields import MASK64
+from .. import stub_abi
 from ..errors import RkvmError
 from .gdb_state import STATE
 
@@ -271,3 +272,9 @@ def read_kernel_virtual(va: int, size: int) -> bytes:
     if walk["fault"]:
         raise RkvmError(f"VA {va:#x} is not mapped: {walk['fault']}")
     return read_physical(walk["pa"], size)
+
+
+def debug_event_at_hook() -> stub_abi.DebugEvent:
+    """The rkvm_debug_event() call the selected CPU is stopped at (its arguments in x0..x3)."""
+    regs = [int(gdb.parse_and_eval(f"$x{n}")) & MASK64 for n in range(4)]
+    return stub_abi.DebugEvent.from_registers(*regs)
