@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -125,8 +124,8 @@ def no_new_qemu():
 
 
 def _qemu_pids():
-    out = subprocess.run(["pgrep", "-f", "qemu-system-aarch64"], capture_output=True, text=True).stdout
-    return [int(x) for x in out.split()]
+    """This run's QEMU processes only: others (another user's, another test run's) are not ours."""
+    return [pid for pid, cmd in leftover_processes().items() if "qemu-system" in cmd]
 
 
 def js(out: str):
@@ -145,39 +144,3 @@ def installed_lab(start_lab, gdb_on):
         event = js(mi.check("rkvm run-to installed-all --json", timeout=90))
         return sess, mi, event
     return boot
-
-
-# ---- No QEMU or GDB outlives the suite: every process it starts carries this token in its environment.
-
-_SUITE_TOKEN = f"{os.getpid()}-{os.urandom(4).hex()}"
-os.environ["RKVM_TEST_SUITE"] = _SUITE_TOKEN
-
-
-def suite_processes() -> list[tuple[int, str]]:
-    """(pid, command) of live QEMU and GDB processes started from this test run (found by the
-    RKVM_TEST_SUITE token in their environment, so other users' sessions are never counted)."""
-    found = []
-    needle = f"RKVM_TEST_SUITE={_SUITE_TOKEN}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")[0].decode(errors="replace")
-            if not any(n in cmd for n in ("qemu-system", "gdb")):
-                continue
-            if needle in open(f"/proc/{entry}/environ", "rb").read().split(b"\0") and qemu_process.alive(int(entry)):
-                found.append((int(entry), cmd))
-        except OSError:
-            continue
-    return found
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_qemu_or_gdb_left():
-    """After the whole run: no QEMU or GDB it started is still alive (ended here, and the run fails)."""
-    yield
-    left = suite_processes()
-    for pid, _ in left:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    assert not left, f"QEMU/GDB left running after the test suite: {left}"

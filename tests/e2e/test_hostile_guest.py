@@ -67,4 +67,4 @@ def test_hostile_guest_at_attach(installed_lab, gdb_on, tmp_path, monkeypatch):
     assert not marker.exists()
     # QEMU and both GDBs end with the fixtures (start_lab checks QEMU is gone); tests/conftest.py checks
     # that no process carrying this run's token outlives the suite.
-    assert os.environ.get("RKVM_TEST_SUITE")
+    assert os.environ.get("RKVM_TEST_RUN")
