@@ -15,7 +15,7 @@ from . import profiles, qemu_process
 from .errors import RkvmError
 from .paths import session_dir, write_atomic
 
-MODES = ("good", "vmalloc", "one-cpu", "nostack")
+MODES = ("good", "vmalloc", "one-cpu", "nostack", "jump-table")
 
 
 @dataclass
