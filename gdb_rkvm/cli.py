@@ -160,6 +160,13 @@ def cmd_shell(args):
     return run_shell(args)
 
 
+def cmd_lint_el2(args):
+    from . import el2lint
+    report = el2lint.lint(args.file, args.symbol)
+    print(el2lint.format_json(report) if args.json else el2lint.format_text(report))
+    return el2lint.exit_code(report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rkvm", description="gdb-rkvm: AArch64 EL1/EL2 debugging on QEMU")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attach", metavar="HOST:PORT", help="triage a QEMU someone else started (its gdbstub)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_triage)
+    p = sub.add_parser("lint-el2", help="check EL2 code in an ELF before it is copied and run with the MMU off "
+                                        "(exit 0 clean, 1 findings, 2 bad input)")
+    p.add_argument("file", help="a .o, a .ko or a linked ELF")
+    p.add_argument("--symbol", metavar="START[:END]", help="the copied range: START to END (a symbol or +LENGTH)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lint_el2)
     return parser
 
 

@@ -70,11 +70,14 @@ class Code:
                 data_words.update(range(o - o % 4, o + size, 4))
         self.words: dict[int, int] = {}
         self.insns: dict[int, a64.A64Insn] = {}
+        # Code in a data section (a flat binary embedded as a C array) carries $d marks for the array:
+        # the range was chosen as code, so the marks are ignored, and data is told from code by flow.
+        self.has_mapping = bool(img.mapping.get(rng.section)) and self.sec.executable
         first = rng.start + (-rng.start) % 4
         for o in range(first, rng.end - 3, 4):
             word = int.from_bytes(data[o:o + 4], "little")
             self.words[o] = word
-            if o in data_words or img.is_data(rng.section, o):
+            if o in data_words or (self.has_mapping and img.is_data(rng.section, o)):
                 continue
             self.insns[o] = a64.decode_word(word, self.base + o)
         self.computed: dict[int, tuple[list[int], str, int | None]] = {}
@@ -174,7 +177,13 @@ class Code:
                         stride = 1 << p.reg_shift if p.reg_shift else 1
                         stride = max(stride, 4)
                         end = self.img.next_symbol_after(self.rng.section, base, self.rng.end)
-                        out = ([t for t in range(base, end, stride) if t in self.insns], "branch table", base)
+                        entries = []
+                        for t in range(base, end, stride):
+                            last = self.insns.get(t + stride - 4)
+                            if t not in self.insns or last is None or not last.ends_flow:
+                                break  # each entry of a branch table ends with its branch (or eret)
+                            entries.append(t)
+                        out = (entries, "branch table", base)
                 elif p.kind == a64.MEMORY and p.mem_base and p.mem_index and not p.mem_write:
                     base = self._adr_value(w, p.mem_base)
                     if base is not None:
@@ -229,6 +238,7 @@ class Checker:
         self.notes: list[Note] = []
         self.tables: list[int] = []
         self._abs_runs: dict[int, int] = {}      # absolute data word -> the first word of its run
+        self.reachable: set[int] = set()
         self.report = RangeReport(rng.section_name, rng.start, rng.end, rng.how)
 
     def add(self, check: str, severity: str, o: int, what: str, why: str) -> None:
@@ -236,8 +246,29 @@ class Checker:
         if key not in self.findings:
             self.findings[key] = Finding(check, severity, self.rng.section_name, o, self.code.loc(o), what, why)
 
+    def reported(self, o: int) -> bool:
+        """Whether per-instruction checks look at `o`: every instruction when the mapping symbols tell
+        code from data; else only what the flow from the entries reaches (data decoded as code is noise)."""
+        return self.code.has_mapping or not self.reachable or o in self.reachable
+
+    def _reach(self) -> set[int]:
+        code = self.code
+        seen: set[int] = set()
+        work = [o for o, _, _ in self._entries()]
+        while work:
+            o = work.pop()
+            if o in seen or o not in code.insns:
+                continue
+            seen.add(o)
+            work += code.successors(o)
+            if code.insns[o].kind == a64.CALL:
+                t = code.target_offset(o)
+                work += [t, o + 4] if t is not None else [o + 4]
+        return seen
+
     def run(self) -> None:
         self.tables = self.find_vector_tables()
+        self.reachable = self._reach()
         self.report.vector_tables = [f"{self.code.loc(t)} (+{t - self.rng.start:#x})" for t in self.tables]
         self.check_absolute()
         self.check_references()
@@ -267,7 +298,7 @@ class Checker:
         code = self.code
         literal_users: dict[int, list[int]] = {}
         for o, insn in code.insns.items():
-            if insn.kind == a64.LITERAL:
+            if insn.kind == a64.LITERAL and self.reported(o):
                 t = code.target_offset(o)
                 if t is not None:
                     literal_users.setdefault(t, []).append(o)
@@ -343,7 +374,7 @@ class Checker:
         code = self.code
         starts = {o for o, _ in self.img.symbols_between(self.rng.section, self.rng.start, self.rng.end)}
         for o in range(self.rng.start + (-self.rng.start) % 8, self.rng.end - 7, 8):
-            if o in code.insns and o not in literal_users:
+            if (o in code.insns and o not in literal_users) or (not code.has_mapping and o not in literal_users):
                 continue
             value = code.words.get(o, 0) | code.words.get(o + 4, 0) << 32
             off = value - code.base
@@ -366,6 +397,8 @@ class Checker:
         code = self.code
         for o, insn in code.insns.items():
             if insn.kind not in (a64.BRANCH, a64.COND_BRANCH, a64.CALL, a64.ADR, a64.ADRP, a64.LITERAL):
+                continue
+            if not self.reported(o):
                 continue
             if o in code.relocs and code.relocs[o].type in GOT:
                 continue
@@ -549,7 +582,7 @@ class Checker:
     def check_paths(self) -> None:
         code = self.code
         entries = self._entries()
-        setters = [o for o, i in code.insns.items() if i.sets_sp()]
+        setters = [o for o, i in code.insns.items() if i.sets_sp() and self.reported(o)]
         stack_events: dict[int, int] = {}
         eret_events: dict[int, tuple] = {}
         seen = set()
@@ -607,11 +640,12 @@ class Checker:
     def _stack_event(self, o: int, origin: str, setters: list[int]) -> None:
         code = self.code
         insn = code.insns[o]
-        use = "stores or loads through" if insn.uses_sp_for_memory() else "moves"
+        use = (("stores to" if insn.mem_write else "loads from") if insn.uses_sp_for_memory() else "moves")
         if setters:
             s = setters[0]
             self.notes.append(Note(code.loc(o),
-                                   f"{code.display(o)} {use} SP_EL2 and nothing on the way from {origin} sets it; "
+                                   f"{code.display(o)} {use} the stack (SP_EL2) and nothing on the way from {origin} "
+                                   "sets SP_EL2; "
                                    f"{code.display(s)} at {code.loc(s)} sets it in another handler. An HVC that "
                                    "reaches it must run on every CPU (SP_EL2 is per CPU) before any call that "
                                    "gets here."))
@@ -642,7 +676,7 @@ class Checker:
     def check_isb(self) -> None:
         code = self.code
         for o, insn in code.insns.items():
-            if insn.kind != a64.MSR or insn.sysreg not in a64.NEEDS_CONTEXT_SYNC:
+            if insn.kind != a64.MSR or insn.sysreg not in a64.NEEDS_CONTEXT_SYNC or not self.reported(o):
                 continue
             hit = self._before_sync(o, insn.sysreg)
             if hit is None:
@@ -696,7 +730,7 @@ class Checker:
     def check_el1_registers(self) -> None:
         code = self.code
         for o, insn in code.insns.items():
-            if insn.kind not in (a64.MRS, a64.MSR) or insn.sysreg not in a64.EL2_COUNTERPART:
+            if insn.kind not in (a64.MRS, a64.MSR) or insn.sysreg not in a64.EL2_COUNTERPART or not self.reported(o):
                 continue
             el2 = a64.EL2_COUNTERPART[insn.sysreg]
             verb = "reads" if insn.kind == a64.MRS else "writes"
@@ -714,7 +748,7 @@ class Checker:
         """mov sp, xN where xN is an adr result and no per-CPU value (MPIDR_EL1, TPIDR_EL2) went into it."""
         code = self.code
         for o, insn in code.insns.items():
-            if not insn.sets_sp():
+            if not insn.sets_sp() or not self.reported(o):
                 continue
             need = set(insn.reads) - {"sp"}
             from_adr = per_cpu = False
