@@ -41,6 +41,7 @@ _MRS, _MSR = _ids("MRS"), _ids("MSR")
 _ADR, _ADRP = _ids("ADR"), _ids("ADRP")
 _CACHE_TLB = _ids("AT", "TLBI", "DC", "IC", "SYS", "SYSL")
 _WAIT = _ids("WFE", "WFI", "WFET", "WFIT")
+_NOP = _ids("NOP")
 _LITERAL_LOADS = _ids("LDR", "LDRSW", "PRFM")
 
 _OP_REG, _OP_IMM, _OP_MEM = _const("OP_REG"), _const("OP_IMM"), _const("OP_MEM")
@@ -67,6 +68,7 @@ LITERAL = "literal"            # ldr xN, label (a PC-relative load of a literal)
 MEMORY = "memory"              # any other load or store
 CACHE_TLB = "cache-tlb"        # at, tlbi, dc, ic
 WAIT = "wait"                  # wfe, wfi
+NOP = "nop"                    # also what the assembler pads code alignment with
 PADDING = "padding"            # the word 0 (UDF #0): alignment fill, never meant to run
 UNDEFINED = "undefined"        # capstone cannot decode it
 OTHER = "other"
@@ -202,6 +204,8 @@ def _classify(insn, word: int) -> str:
         return CACHE_TLB
     if i in _WAIT:
         return WAIT
+    if i in _NOP:
+        return NOP
     ops = insn.operands
     if i in _LITERAL_LOADS and any(o.type == _OP_IMM for o in ops) and not any(o.type == _OP_MEM for o in ops):
         return LITERAL

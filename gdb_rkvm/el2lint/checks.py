@@ -558,9 +558,15 @@ class Checker:
         nxt = s + vectors.SLOT_SIZE
         into = (f"the next slot (+{nxt:#05x} {vectors.slot_name(nxt)})" if nxt < vectors.TABLE_SIZE
                 else "the code after the table")
+        last = max((p for p in range(t + s, end, 4) if code.insns[p].kind != a64.NOP), default=None)
+        if last is not None and last < end - 4:
+            how = (f"its code ends at {code.loc(last)} ({code.display(last)}) without a branch or eret, and the "
+                   "alignment nops after it")
+        else:
+            how = "it holds 32 instructions (0x80 bytes) and no branch or eret: it"
         self.add("vector-table", "error", t + s, code.display(t + s),
-                 f"the {slot} slot (+{s:#05x}) has 32 instructions (0x80 bytes) and no branch or eret before the "
-                 f"slot ends: it runs into {into}. Keep each slot short and branch to the handler.")
+                 f"the {slot} slot (+{s:#05x}) falls through: {how} runs into {into}. End each slot with a "
+                 "branch to its handler.")
 
     # --- paths from the entries: stack and ERET ---
 

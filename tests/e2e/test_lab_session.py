@@ -142,7 +142,6 @@ def test_unload_puts_back_the_hyp_stub_vectors(start_lab, gdb_on):
 def test_qemu_dies_with_a_killed_command(lab_built, tmp_path):
     """A command killed outright (SIGKILL: no finally runs) still leaves no QEMU; `rkvm up` does."""
     import signal
-    import subprocess
     import time
 
     from gdb_rkvm.paths import REPO

@@ -50,7 +50,8 @@ def test_kaslr_slide_is_found_and_symbols_move(start_lab, gdb_on):
 def test_triage_on_kaslr_names_the_vmalloc_bug(lab_built, tmp_path):
     out = tmp_path / "out"
     with no_new_qemu():
-        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--profile", "lab-kaslr", "--mode", "vmalloc",
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--profile", "lab-kaslr",
+                              "--mode", "vmalloc",
                               "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert res.returncode == 1, res.stdout + res.stderr
     r = json.loads((out / "report.json").read_text())
