@@ -90,3 +90,17 @@ def test_triage_names_the_jump_table(lab_built, tmp_path):
     codes = [f["code"] for f in r["findings"]]
     assert codes.index("el2-code-relocated") < codes.index("el2-parked")
     assert "el2-code-relocated" in res.stdout
+
+
+def test_stub_elf_compares_a_module_that_is_not_ours(start_lab, gdb_on):
+    from gdb_rkvm import session
+    sess = start_lab(append="rkvm.load=othervisor")
+    mi = gdb_on(sess)
+    for _ in range(20):   # run until othervisor.ko has installed its vectors (the VBAR_EL2 watch stops us)
+        mi.run_for(2)
+        if "othervisor: vectors at PA" in open(sess.serial_log).read():
+            break
+    session.serial_wait(sess, "othervisor: vectors at PA", timeout=5)
+    r = js(mi.check(f"rkvm stub --elf {build_dir() / 'othervisor' / 'ov_el2.elf'} --json", timeout=60))
+    assert [c["cpus"] for c in r["copy"]] == [[0, 1]], r["copy"]
+    assert r["copy"][0]["identical"] and r["copy"][0]["absolute_words"] == 0
