@@ -6,6 +6,7 @@ the MMU off. Pure host-side analysis (pyelftools + capstone); no GDB, no QEMU.
     print(format_text(report)); sys.exit(exit_code(report))
 """
 
+from ..errors import RkvmError
 from .checks import check_range
 from .elf import default_ranges, load, load_data, parse_symbol_spec
 from .format import exit_code, format_json, format_text
@@ -23,7 +24,12 @@ def lint(path, symbol: str | None = None) -> LintReport:
     load_data(img, ranges)
     report = LintReport(printable(str(path)), img.kind, img.has_relocations)
     for rng in ranges:
-        rr, findings, notes = check_range(img, rng)
+        try:
+            rr, findings, notes = check_range(img, rng)
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError, OverflowError) as e:
+            # the file's tables contradict each other (a damaged ELF): one line, never a traceback
+            raise RkvmError(f"{printable(str(path))}: cannot lint {rng.section_name}, the ELF looks damaged "
+                            f"({type(e).__name__}: {printable(str(e))})") from None
         report.ranges.append(rr)
         report.findings.extend(findings)
         report.notes.extend(notes)

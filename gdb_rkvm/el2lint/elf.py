@@ -16,6 +16,7 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 from elftools.elf.enums import ENUM_RELOC_TYPE_AARCH64
 from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import SymbolTableSection
 
 from ..errors import RkvmError
 from .text import printable
@@ -95,6 +96,7 @@ class ElfImage:
     data: dict = field(default_factory=dict)             # section -> bytes
     has_relocations: bool = False
     _named: dict = field(default_factory=dict)           # section -> (sorted offsets, [Symbol])
+    file_size: int = 0
 
     # --- naming ---
 
@@ -187,7 +189,8 @@ def load(path) -> ElfImage:
         raise RkvmError(f"{shown}: not an ELF file ({printable(str(e))})") from None
     except OSError as e:
         raise RkvmError(f"{shown}: cannot read ({e.strerror})") from None
-    except (ConstructError, ValueError, KeyError, IndexError, AssertionError, TypeError) as e:
+    except (ConstructError, ValueError, KeyError, IndexError, AssertionError, TypeError, AttributeError,
+            MemoryError, OverflowError) as e:
         raise RkvmError(f"{shown}: a damaged ELF file ({printable(str(e)) or type(e).__name__})") from None
 
 
@@ -209,11 +212,16 @@ def _read(path: Path, elf: ELFFile) -> ElfImage:
         img.sections[i] = Section(i, printable(sec.name), sec["sh_addr"], sec["sh_size"], sec["sh_addralign"] or 1,
                                   bool(flags & SH_FLAGS.SHF_EXECINSTR), bool(flags & SH_FLAGS.SHF_ALLOC),
                                   sec["sh_type"] == "SHT_NOBITS")
+    file_size = elf.stream.seek(0, 2)
+    img.file_size = file_size
     symtab = elf.get_section_by_name(".symtab")
-    raw_syms = list(symtab.iter_symbols()) if symtab is not None else []
+    raw_syms = list(symtab.iter_symbols()) if isinstance(symtab, SymbolTableSection) else []
     for s in raw_syms:
+        shndx = s["st_shndx"]
+        if isinstance(shndx, int) and shndx not in img.sections:
+            shndx = "SHN_UNDEF"   # a damaged index: treat the symbol as defined nowhere
         img.symbols.append(Symbol(s.name, printable(s.name), s["st_value"], s["st_size"], s["st_info"]["type"],
-                                  s["st_info"]["bind"], s["st_shndx"]))
+                                  s["st_info"]["bind"], shndx))
     for s in img.symbols:
         if s.raw_name.startswith(_MAPPING) and s.defined_in_section and s.shndx in img.sections:
             img.mapping.setdefault(s.shndx, []).append((img.symbol_offset(s), s.raw_name[1]))
@@ -228,6 +236,8 @@ def _read(path: Path, elf: ELFFile) -> ElfImage:
         elif target_index not in img.sections or img.sections[target_index].name.startswith(".debug"):
             continue
         rsyms = elf.get_section(sec["sh_link"]) if sec["sh_link"] else None
+        if not isinstance(rsyms, SymbolTableSection):
+            rsyms = None
         for rel in sec.iter_relocations():
             _add_reloc(img, elf, rsyms, target_index, rel)
     img.has_relocations = any(img.relocs.values())
@@ -359,8 +369,14 @@ def load_data(img: ElfImage, ranges: list[CodeRange]) -> None:
         with open(img.path, "rb") as f:
             elf = ELFFile(f)
             for r in ranges:
-                if r.section not in img.data:
-                    img.data[r.section] = elf.get_section(r.section).data()
-    except (ELFError, ConstructError, OSError, ValueError) as e:
+                if r.section in img.data:
+                    continue
+                sec = elf.get_section(r.section)
+                if sec["sh_offset"] + sec["sh_size"] > img.file_size or sec["sh_flags"] & SH_FLAGS.SHF_COMPRESSED:
+                    raise ValueError(f"its bytes ({sec['sh_size']:#x} at {sec['sh_offset']:#x}) are not in the file")
+                img.data[r.section] = sec.data()
+                if len(img.data[r.section]) < r.end:
+                    raise ValueError("the section is shorter than its header says")
+    except (ELFError, ConstructError, OSError, ValueError, KeyError, IndexError, AttributeError, MemoryError) as e:
         raise RkvmError(f"{printable(str(img.path))}: cannot read {img.sections[r.section].name} "
                         f"({printable(str(e))})") from None

@@ -409,3 +409,20 @@ def test_property_printable_escapes_everything(text):
     out = el2lint.printable(text)
     assert out.isprintable()
     assert (out == text) == (text.isprintable() and "\\" not in text)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=8))
+def test_property_damaged_elf_is_a_report_or_one_line(tmp, stub_built, edits):
+    data = bytearray((stub_built / "el2_stub_jt.o").read_bytes())
+    for where, value in edits:   # the header, the section headers at the end, or anywhere
+        pos = int(where * 0x40) if where < 0.2 else len(data) - 1 - int(where * 0x600) if where < 0.7 \
+            else int(where * (len(data) - 1))
+        data[pos] = value
+    p = tmp / "damaged.o"
+    p.write_bytes(bytes(data))
+    try:
+        text = el2lint.format_text(el2lint.lint(p))
+        assert all(ch.isprintable() for line in text.splitlines() for ch in line)
+    except RkvmError as e:
+        assert "\n" not in str(e)
