@@ -21,7 +21,8 @@ from .paths import build_dir
 from .target.mi import GdbMi
 
 SUBCOMMANDS = ["status", "run-to", "modules", "cpus", "el", "sysreg", "esr", "vectors", "walk", "v2p", "contig",
-               "vmmap", "p2v", "stub", "hvc catch", "hvc last", "hvc trace", "step-el2", "trace-el", "snapshot"]
+               "vmmap", "p2v", "stub", "hvc catch", "hvc last", "hvc trace", "step-el2", "trace-el", "snapshot",
+               "lint-el2"]
 GDB_WORDS = ["continue", "stepi", "nexti", "break", "tbreak", "delete", "info registers", "info threads", "thread",
              "bt", "x/", "print", "p/x", "disassemble", "interrupt", "quit"]
 

@@ -232,8 +232,8 @@ def _insn(md, insn, word: int) -> A64Insn:
                    "mem_index": _reg(md, o.mem.index) if o.mem.index else None,
                    "mem_shift": o.shift.value if o.mem.index else 0, "mem_disp": o.mem.disp,
                    "mem_write": bool(getattr(o, "access", 0) & capstone.CS_AC_WRITE)}
-    if kind in (BRANCH, COND_BRANCH, CALL, ADR, ADRP, LITERAL):
-        target = imm
+    if kind in (BRANCH, COND_BRANCH, CALL, ADR, ADRP, LITERAL) and imm is not None:
+        target = imm & ((1 << 64) - 1)   # capstone gives it as a signed 64-bit value
     sysreg = None
     access = sysreg_access(word)
     if access and kind in (MRS, MSR):

@@ -109,8 +109,9 @@ class ElfImage:
             syms = sorted((s for s in self.symbols if s.shndx == section and s.raw_name
                            and s.type in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE")
                            and not s.raw_name.startswith(("$x", "$d", ".L"))),
-                          key=lambda s: (self._offset(sec, s.value), rank.get(s.type, 0), s.bind == "STB_GLOBAL",
-                                         -len(s.raw_name), s.raw_name))
+                          key=lambda s: (self._offset(sec, s.value),
+                                         not s.raw_name.endswith(("_start", "_end", "_begin")),  # section markers
+                                         rank.get(s.type, 0), s.bind == "STB_GLOBAL", -len(s.raw_name), s.raw_name))
             self._named[section] = ([self._offset(sec, s.value) for s in syms], syms)
         return self._named[section]
 
