@@ -240,18 +240,18 @@ def _read(path: Path, elf: ELFFile) -> ElfImage:
         if not isinstance(rsyms, SymbolTableSection):
             rsyms = None
         for rel in sec.iter_relocations():
-            _add_reloc(img, elf, rsyms, target_index, rel)
+            _add_reloc(img, rsyms, target_index, rel)
     img.has_relocations = any(img.relocs.values())
     return img
 
 
-def _symbol_target(img: ElfImage, elf: ELFFile, rsym, addend: int) -> tuple[str, Target]:
+def _symbol_target(img: ElfImage, rsym, addend: int) -> tuple[str, Target]:
     shndx = rsym["st_shndx"]
     stype = rsym["st_info"]["type"]
     if stype == "STT_SECTION" and isinstance(shndx, int):
         sec = img.sections[shndx]
         off = addend if img.kind != "linked" else rsym["st_value"] + addend - sec.addr
-        return sec.name, Target("section", _describe(img, shndx, off), shndx, off)
+        return sec.name, Target("section", img.name_at(shndx, off), shndx, off)
     name = printable(rsym.name)
     if shndx == "SHN_UNDEF":
         return name, Target("undefined", name + (f"{addend:+#x}" if addend else ""))
@@ -259,14 +259,10 @@ def _symbol_target(img: ElfImage, elf: ELFFile, rsym, addend: int) -> tuple[str,
         return name, Target("absolute", f"{name} ({rsym['st_value'] + addend:#x})")
     sec = img.sections[shndx]
     off = (rsym["st_value"] if img.kind != "linked" else rsym["st_value"] - sec.addr) + addend
-    return name, Target("section", _describe(img, shndx, off), shndx, off)
+    return name, Target("section", img.name_at(shndx, off), shndx, off)
 
 
-def _describe(img: ElfImage, section: int, offset: int) -> str:
-    return img.name_at(section, offset)
-
-
-def _add_reloc(img: ElfImage, elf: ELFFile, rsyms, target_index, rel) -> None:
+def _add_reloc(img: ElfImage, rsyms, target_index, rel) -> None:
     rtype = _RELOC_NAMES.get(rel["r_info_type"], f"R_AARCH64_{rel['r_info_type']}")
     if rtype == "R_AARCH64_NONE":
         return
@@ -282,7 +278,7 @@ def _add_reloc(img: ElfImage, elf: ELFFile, rsyms, target_index, rel) -> None:
         offset = where - img.sections[section].addr if img.kind == "linked" else where
     symidx = rel["r_info_sym"]
     if symidx and rsyms is not None:
-        name, target = _symbol_target(img, elf, rsyms.get_symbol(symidx), addend)
+        name, target = _symbol_target(img, rsyms.get_symbol(symidx), addend)
     elif rtype == "R_AARCH64_RELATIVE" and img.kind == "linked":
         loc = img.section_at_address(addend)
         name = "(load address)"
@@ -357,10 +353,6 @@ def default_ranges(img: ElfImage) -> list[CodeRange]:
     if not execs:
         raise RkvmError(f"{printable(str(img.path))} has no code (no executable section with bytes)")
     return [CodeRange(s.index, s.name, 0, s.size, f"section {s.name}") for s in execs]
-
-
-def section_bytes(img: ElfImage, section: int) -> bytes:
-    return img.data[section]
 
 
 def load_data(img: ElfImage, ranges: list[CodeRange]) -> None:

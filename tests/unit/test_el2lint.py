@@ -426,3 +426,20 @@ def test_property_damaged_elf_is_a_report_or_one_line(tmp, stub_built, edits):
         assert all(ch.isprintable() for line in text.splitlines() for ch in line)
     except RkvmError as e:
         assert "\n" not in str(e)
+
+
+def test_format_is_separate_from_the_findings():
+    from gdb_rkvm.el2lint.model import RangeReport
+    f = el2lint.Finding("needs-isb", "error", ".text", 0x10, "handler+0x4", "msr vbar_el2, x1", "a sentence " * 20)
+    r = el2lint.LintReport("x.o", "object", True, [RangeReport(".text", 0, 0x800, "section .text", ["vectors (+0x0)"],
+                                                                 0x800)], [f], [el2lint.Note("vectors", "a note")])
+    text = el2lint.format_text(r)
+    assert text.splitlines()[0] == "x.o: relocatable object"
+    assert "error: needs-isb at handler+0x4 (.text+0x10)" in text and "    msr vbar_el2, x1" in text
+    assert all(len(line) <= 100 for line in text.splitlines()[3:])
+    assert text.endswith("1 finding(s): 1 error(s), 0 warning(s)")
+    d = json.loads(el2lint.format_json(r))
+    assert d["clean"] is False and d["findings"][0]["offset"] == 0x10 and d["notes"][0]["text"] == "a note"
+    assert el2lint.exit_code(r) == 1
+    r.findings = []
+    assert el2lint.format_text(r).endswith("clean: no findings") and el2lint.exit_code(r) == 0
