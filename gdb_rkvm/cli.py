@@ -173,6 +173,17 @@ def cmd_shell(args):
     return run_shell(args)
 
 
+# Commands that read only what they are given (no lab, profiles or rkvm.py): they work from any install.
+CHECKOUT_FREE = ("lint-el2",)
+
+
+def cmd_lint_el2(args):
+    from . import el2lint
+    report = el2lint.lint(args.file, args.symbol)
+    print(el2lint.format_json(report) if args.json else el2lint.format_text(report))
+    return el2lint.exit_code(report)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a mistake is one line (no usage block): `rkvm triage: argument --timeout: ...`."""
 
@@ -218,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="triage a QEMU someone else started (its gdbstub: a session's gdb_address)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_triage)
+    p = sub.add_parser("lint-el2", help="check EL2 code in an ELF before it is copied and run with the MMU off "
+                                        "(exit 0 clean, 1 findings, 2 bad input)")
+    p.add_argument("file", help="a .o, a .ko or a linked ELF")
+    p.add_argument("--symbol", metavar="START[:END]", help="the copied range: START to END (a symbol or +LENGTH)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lint_el2)
     return parser
 
 
@@ -235,7 +252,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     try:
-        require_checkout()
+        if args.command not in CHECKOUT_FREE:
+            require_checkout()
         if args.command == "gdb":
             if args.smp is not None:
                 profiles.check_smp(args.smp)

@@ -23,7 +23,7 @@ from . import profiles, qemu_process
 from .errors import RkvmError
 from .paths import open_private, private_dir, session_dir, write_atomic
 
-MODES = ("good", "vmalloc", "one-cpu", "nostack")
+MODES = ("good", "vmalloc", "one-cpu", "nostack", "jump-table")
 SOCKET_PATH_MAX = 107   # sockaddr_un.sun_path is 108 bytes with its terminating NUL
 _FILES = ("session.json", "serial.log", "qemu.log", "console.sock", "gdb.sock")
 _HELD: dict[str, int] = {}   # session directory -> the lock fd this process holds for it

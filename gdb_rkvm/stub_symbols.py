@@ -9,6 +9,7 @@ from elftools.elf.elffile import ELFFile
 from .paths import REPO
 
 STUB_ELF = REPO / "stub" / "build" / "el2_stub.elf"
+STUB_JT_ELF = REPO / "stub" / "build" / "el2_stub_jt.elf"   # the variant rkvm.ko's mode=jump-table runs
 
 
 @lru_cache(maxsize=8)

@@ -10,6 +10,10 @@
  *            the physical address is wrong and the next HVC on that CPU never comes back
  *   one-cpu  installed on the current CPU only: VBAR_EL2 differs between CPUs
  *   nostack  the stub is installed but SP_EL2 is never set: the ping pushes on a stale SP_EL2
+ *   jump-table  the stub variant that dispatches rkvm calls through a table of absolute addresses
+ *            (.quad label), assembled into this module: the module loader fills the table with
+ *            kernel VAs, the copy keeps them, and the first rkvm call (SET_STACK) branches to one at
+ *            EL2 with the MMU off. `rkvm lint-el2` and `rkvm triage` both name it (docs/el2-copy.md).
  */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -30,20 +34,23 @@
 
 #include "rkvm_abi.h"
 #include "stub_blob.h"
+/* The jump-table variant of the stub, assembled into this module (rkvm_stub_jt_blob, 4 KiB). */
+#include "stub_jt_asm.h"
+extern const unsigned char rkvm_stub_jt_blob[];
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("rkvm lab module: installs an EL2 stub through the hyp-stub");
 
 static char *mode = "good";
 module_param(mode, charp, 0444);
-MODULE_PARM_DESC(mode, "good | vmalloc | one-cpu | nostack");
+MODULE_PARM_DESC(mode, "good | vmalloc | one-cpu | nostack | jump-table");
 
 /* Not exported by the kernel: the lab's init passes it from /proc/kallsyms. */
 static unsigned long hyp_stub_vectors;
 module_param(hyp_stub_vectors, ulong, 0444);
 MODULE_PARM_DESC(hyp_stub_vectors, "VA of __hyp_stub_vectors, to put back on unload");
 
-enum rkvm_mode { RKVM_MODE_GOOD, RKVM_MODE_VMALLOC, RKVM_MODE_ONE_CPU, RKVM_MODE_NOSTACK };
+enum rkvm_mode { RKVM_MODE_GOOD, RKVM_MODE_VMALLOC, RKVM_MODE_ONE_CPU, RKVM_MODE_NOSTACK, RKVM_MODE_JUMP_TABLE };
 
 /* Debugger hook events: RKVM_EV_* in rkvm_abi.h (docs/debugger-hook.md). */
 
@@ -273,7 +280,7 @@ static const struct file_operations hvc_fops = {
 
 static int state_show(struct seq_file *m, void *v)
 {
-	static const char *const modes[] = { "good", "vmalloc", "one-cpu", "nostack" };
+	static const char *const modes[] = { "good", "vmalloc", "one-cpu", "nostack", "jump-table" };
 
 	seq_printf(m, "mode %s\nstub_pa %#llx\nstub_va %#llx\nvbar_written %#llx\n",
 		   modes[rkvm_debug.mode], rkvm_debug.stub_pa, rkvm_debug.stub_va,
@@ -289,7 +296,7 @@ DEFINE_SHOW_ATTRIBUTE(state);
 
 static int rkvm_parse_mode(void)
 {
-	static const char *const modes[] = { "good", "vmalloc", "one-cpu", "nostack" };
+	static const char *const modes[] = { "good", "vmalloc", "one-cpu", "nostack", "jump-table" };
 	int i;
 
 	for (i = 0; i < ARRAY_SIZE(modes); i++)
@@ -360,7 +367,9 @@ static int rkvm_init(void)
 		goto fail;
 	}
 	stub_va = page_address(stub_pages);
-	memcpy(stub_va, rkvm_stub_blob, sizeof(rkvm_stub_blob));
+	/* mode=jump-table copies the variant built into the module: its table already holds kernel VAs. */
+	memcpy(stub_va, rkvm_mode == RKVM_MODE_JUMP_TABLE ? rkvm_stub_jt_blob : rkvm_stub_blob,
+	       sizeof(rkvm_stub_blob));
 	/* EL2 fetches these instructions through a different regime: clean D, invalidate I to PoU. */
 	caches_clean_inval_pou((unsigned long)stub_va, (unsigned long)stub_va + sizeof(rkvm_stub_blob));
 	rkvm_debug.stub_va = (u64)stub_va;

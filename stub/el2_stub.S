@@ -4,7 +4,9 @@
  *
  * It is copied to a physical page chosen at run time and runs with the EL2 MMU off, so every
  * reference is PC-relative (adr, b, b.cond): no literal pools, no absolute addresses.
- * tests/unit/test_stub_elf.py checks the object for absolute relocations.
+ * tests/unit/test_stub_elf.py checks the object for absolute relocations, and `rkvm lint-el2`
+ * checks it as a whole (docs/el2-copy.md). Built with -DRKVM_STUB_JUMP_TABLE it is the
+ * jump-table variant that rkvm.ko's mode=jump-table runs: see rkvm_stub_jump_table.
  */
 #include "rkvm_abi.h"
 
@@ -90,9 +92,21 @@ func rkvm_stub_el1_sync
 	sub	x2, x0, x2
 	cmp	x2, #RKVM_HVC_NR
 	b.hs	rkvm_stub_error
+#ifdef RKVM_STUB_JUMP_TABLE
+	/*
+	 * mode=jump-table: the classic mistake, on purpose. rkvm_stub_jump_table holds absolute
+	 * addresses (.quad label): built into rkvm.ko, the module loader fills them with kernel virtual
+	 * addresses, the copy keeps them, and `br x3` jumps to one at EL2 with the MMU off.
+	 * Same length as the default dispatch below, so every other offset in the page is unchanged.
+	 */
+	adr	x3, rkvm_stub_jump_table
+	ldr	x3, [x3, x2, lsl #3]
+	br	x3
+#else
 	adr	x3, rkvm_stub_calls
 	add	x3, x3, x2, lsl #2
 	br	x3
+#endif
 rkvm_stub_calls:
 	b	rkvm_stub_version
 	b	rkvm_stub_ping
@@ -234,5 +248,17 @@ func rkvm_stub_unexpected
 func rkvm_stub_park
 	wfe
 	b	rkvm_stub_park
+
+#ifdef RKVM_STUB_JUMP_TABLE
+	.balign	8
+rkvm_stub_jump_table:
+	.quad	rkvm_stub_version
+	.quad	rkvm_stub_ping
+	.quad	rkvm_stub_read_sysreg
+	.quad	rkvm_stub_set_stack
+	.quad	rkvm_stub_set_prev
+	.quad	rkvm_stub_restore
+	.quad	rkvm_stub_fault
+#endif
 
 	.org	RKVM_STUB_SIZE

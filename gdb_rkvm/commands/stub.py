@@ -3,7 +3,8 @@ from pathlib import Path
 from .. import stub_abi
 from ..errors import RkvmError
 from ..stub_symbols import STUB_ELF
-from ..target import el2_symbols, kernel_facts
+from ..el2lint.compare import format_check
+from ..target import el2_copy, el2_symbols, kernel_facts
 from ..target.snapshot import vbar_origin
 from ..vbar_el2 import classify
 from ..target import gdb_target as t
@@ -34,12 +35,16 @@ Usage: rkvm stub [--elf FILE] [--offset N] [--json]
 Checks each CPU's VBAR_EL2 against the rkvm stub's page (its magic, or rkvm_debug.stub_pa) and
 loads stub/build/el2_stub.elf there (add-symbol-file -o PA), so `break rkvm_stub_ping`, `list`,
 `info symbol $pc` and stepping work in EL2 code. With --elf, loads your own EL2 code's ELF (linked
-at 0, or give --offset) at VBAR_EL2. Symbols also load by themselves when rkvm.ko reports an install.
+at 0, or give --offset) at VBAR_EL2, and compares the bytes at each CPU's VBAR_EL2 with the ELF's
+code: "identical", or the words that differ and the likely cause (a word the module loader
+relocated to a kernel VA, a copy shorter than the code, caches not cleaned after the copy).
+Symbols also load by themselves when rkvm.ko reports an install.
 Example:
-  (gdb) rkvm stub
-  CPU 0  VBAR_EL2 0x40a60000  rkvm stub installed
-  CPU 1  VBAR_EL2 0x40a60000  rkvm stub installed
-  rkvm: loaded el2_stub.elf symbols at PA 0x40a60000"""
+  (gdb) rkvm stub --elf stub/build/el2_stub_jt.elf
+  CPU 0  VBAR_EL2 0x40a20000  rkvm stub installed
+  rkvm: loaded el2_stub_jt.elf symbols at PA 0x40a20000
+  CPU 0: .../el2_stub_jt.elf at PA 0x40a20000: 7 word(s) differ from the ELF: 7 relocated by ...
+    +0x0d20 rkvm_stub_jump_table  ELF 0x0000000000000b7c  memory 0xffff800078541b7c  relocated ..."""
 
     name = "stub"
 
@@ -68,8 +73,28 @@ Example:
             loaded = el2_symbols.load(Path(args.elf), base)
         elif stub_pa is not None and kernel_facts.is_rkvm_stub(stub_pa):
             loaded = el2_symbols.load_rkvm_stub(args.offset if args.offset is not None else stub_pa)
+        copies = self._compare(Path(args.elf), vbars, args.offset) if args.elf else []
         return {"cpus": cpus, "stub_pa": stub_pa, "symbols": loaded, "elf": args.elf or str(STUB_ELF),
-                "magic_offset": stub_abi.value("RKVM_OFF_MAGIC")}
+                "magic_offset": stub_abi.value("RKVM_OFF_MAGIC"), "copy": copies}
+
+    @staticmethod
+    def _compare(elf: Path, vbars: dict, offset: int | None) -> list[dict]:
+        """The ELF's code against memory at each distinct VBAR_EL2 (or at --offset), once per value."""
+        groups: dict[int, list[int]] = {}
+        for cpu, vbar in sorted(vbars.items()):
+            groups.setdefault(vbar, []).append(cpu)
+        out = []
+        for vbar, cpus in groups.items():
+            entry = {"cpus": cpus, "vbar_el2": vbar}
+            if not vbar and offset is None:
+                entry["error"] = "VBAR_EL2 is 0 (not set): nothing to compare"
+            else:
+                try:
+                    entry.update(el2_copy.check(elf, vbar, offset).to_dict())
+                except RkvmError as e:
+                    entry["error"] = str(e)
+            out.append(entry)
+        return out
 
     def format(self, r, args):
         lines = []
@@ -78,4 +103,18 @@ Example:
             lines.append(f"CPU {c['cpu']}  VBAR_EL2 {c['vbar_el2']:#x}  {state}")
         if r["symbols"]:
             lines.append(r["symbols"])
+        for c in r.get("copy", []):
+            who = f"CPU {', '.join(map(str, c['cpus']))}"
+            if "error" in c:
+                lines.append(f"{who}: {c['error']}")
+                continue
+            lines += [f"{who}: {line}" if i == 0 else line for i, line in enumerate(format_check(_as_check(c)))]
         return "\n".join(lines)
+
+
+def _as_check(d: dict):
+    """A CopyCheck back from its dict (run() returns JSON-ready dicts; format() prints them)."""
+    from ..el2lint.compare import CopyCheck, WordDiff
+    chk = CopyCheck(d["elf"], d["base"], d["compared"], [WordDiff(**w) for w in d["diffs"]], d["absolute_words"],
+                    d["not_this_code"], d["verdict"], d["causes"])
+    return chk

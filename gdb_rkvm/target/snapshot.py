@@ -115,7 +115,46 @@ def snapshot() -> dict:
         module = {f: t.read_u64_symbol(f"rkvm_debug.{f}") for f in
                   ("mode", "stub_pa", "vbar_written", "prev_vectors_pa", "installed_mask", "last_event")}
     park = t.symbol_address("rkvm_stub_park")
+    el2_copy = el2_copy_checks(vbars, marks, problems)
     return {"cpus": out_cpus, "vbar_el2": {str(k): v for k, v in vbars.items()}, "vbar_origins": origins,
             "hyp_stub_pa": marks.hyp_stub_pa, "rkvm_stub_pas": sorted(marks.rkvm_stub_pas),
             "ram": marks.ram, "stub": stub, "el2_code_uses_stack": uses_stack, "module": module,
-            "rkvm_stub_park": park, "problems": problems, "partial": bool(problems)}
+            "rkvm_stub_park": park, "el2_copy": el2_copy, "kernel_va_symbols": kernel_va_symbols(out_cpus, stub),
+            "problems": problems, "partial": bool(problems)}
+
+
+def el2_copy_checks(vbars: dict, marks, problems: list) -> dict:
+    """{VBAR_EL2 hex: the copy at it against its ELF (el2lint.compare), or None when no ELF is known}:
+    the lab stub's ELFs for an rkvm stub page, else an EL2 ELF loaded there with `rkvm stub --elf`."""
+    from . import el2_copy, el2_symbols
+    out = {}
+    for v in sorted(set(vbars.values())):
+        if not v:
+            continue
+        try:
+            chk = None
+            if v in marks.rkvm_stub_pas:
+                chk = el2_copy.lab_stub_check(v)
+            else:
+                for elf, base in el2_symbols.loaded().items():
+                    if base == v:
+                        chk = el2_copy.check(elf, v, base)
+                        break
+            out[f"{v:#x}"] = chk.to_dict() if chk else None
+        except (RkvmError, gdb.error) as e:
+            problems.append(f"VBAR_EL2 {v:#x} against its ELF: {e}")
+    return out
+
+
+def kernel_va_symbols(cpus: list[dict], stub: dict | None) -> dict:
+    """{address hex: symbol} for kernel VAs among EL2 return and fault addresses (live and in the stub's
+    fault records): a CPU that faulted at EL2 on a kernel VA, and which code that VA is."""
+    from ..el2lint.compare import is_kernel_va
+    seen = set()
+    for c in cpus:
+        regs = c.get("el", {}).get("registers", {})
+        seen.update(regs.get(n, {}).get("value") for n in ("ELR_EL2", "FAR_EL2"))
+    for rec in ((stub or {}).get("records") or {}).values():
+        if rec.get("fault"):
+            seen.update((rec["fault"]["elr"], rec["fault"]["far"]))
+    return {f"{va:#x}": t.symbol_at(va) for va in sorted(v for v in seen if v is not None and is_kernel_va(v))}

@@ -90,6 +90,85 @@ def vbar_mismatch(snap: dict, ctx: dict) -> list[Finding]:
                     "on_each_cpu() (and handle CPU hotplug), or an HVC on the other CPUs reaches old vectors.")]
 
 
+def el2_code_relocated(snap: dict, ctx: dict) -> list[Finding]:
+    """The code at VBAR_EL2 holds kernel VAs where its ELF has absolute relocations."""
+    out = []
+    for vbar_hex, chk in (snap.get("el2_copy") or {}).items():
+        rel = [d for d in (chk or {}).get("diffs", []) if d["cause"] == "relocated"]
+        if not rel:
+            continue
+        vbar = int(vbar_hex, 16)
+        cpus = sorted(n for n, v in _vbars(snap).items() if v == vbar)
+        ev = [f"{chk['elf']} at PA {chk['base']:#x}: {chk['verdict']}"]
+        ev += [f"+{d['offset']:#x} {d['location']}: {d['memory']:#x} where the ELF has {d['elf']:#x}"
+               + (f" (an absolute address of {d['target']})" if d.get("target") else "") for d in rel[:8]]
+        if len(rel) > 8:
+            ev.append(f"... and {len(rel) - 8} more")
+        out.append(Finding(
+            "el2-code-relocated", "error", cpus,
+            f"the EL2 code at VBAR_EL2 = {vbar:#x} holds {len(rel)} kernel virtual address(es) where its ELF has "
+            "absolute relocations", ev,
+            "The EL2 code was built into the module with absolute references (.quad label, ldr =label, movz/movk "
+            "of an address). The module loader filled them with kernel virtual addresses, and the copy to the "
+            "physical page kept them. EL2 runs with its MMU off: a branch or load through one faults. Make the "
+            "references PC-relative (adr, offsets from a label); `rkvm lint-el2` lists them from the object "
+            "before anything runs, and `rkvm stub --elf` compares the copy with the ELF."))
+    return out
+
+
+_ABORT_AT_EL2 = {0x21: "fetching an instruction from", 0x25: "accessing data at"}
+
+
+def el2_fault_at_kernel_va(snap: dict, ctx: dict) -> list[Finding]:
+    """A CPU took an abort at EL2 on a kernel VA (its stub fault record, or its live ESR_EL2/ELR/FAR)."""
+    from ..el2lint.compare import is_kernel_va
+    records = (snap.get("stub") or {}).get("records", {})
+    symbols = snap.get("kernel_va_symbols", {})
+    groups: dict = {}
+    for c in snap["cpus"]:
+        n, s = c["cpu"], c.get("summary", {})
+        seen = []
+        rec = (records.get(str(n)) or records.get(n) or {}).get("fault")
+        if rec:
+            seen.append(("the stub's fault record", rec["esr"], rec["elr"], rec["far"]))
+        regs = c.get("el", {}).get("registers", {})
+        if s.get("el") == 2 and regs.get("ESR_EL2", {}).get("value") is not None:
+            seen.append(("ESR_EL2", regs["ESR_EL2"]["value"], regs.get("ELR_EL2", {}).get("value"),
+                         regs.get("FAR_EL2", {}).get("value")))
+        for source, esr_v, elr, far in seen:
+            ec = esr.exception_class(esr_v)
+            if ec not in _ABORT_AT_EL2:
+                continue
+            addr = elr if ec == 0x21 else far
+            if addr is None or not is_kernel_va(addr):
+                continue
+            key = (ec, addr)
+            if key not in groups:
+                groups[key] = {"cpus": [], "esr": esr_v, "elr": elr, "source": source}
+            if n not in groups[key]["cpus"]:
+                groups[key]["cpus"].append(n)
+            break
+    out = []
+    for (ec, addr), g in groups.items():
+        sym = symbols.get(f"{addr:#x}")
+        at = f"{addr:#x}" + (f" <{sym}>" if sym else "")
+        ev = [f"{g['source']}: ESR {g['esr']:#x} ({esr.decode(g['esr']).summary})",
+              f"{'ELR_EL2' if ec == 0x21 else 'FAR_EL2'} {at}: a kernel virtual address"
+              + (f", in {sym.split('+')[0]}" if sym else "")]
+        if ec == 0x25 and g["elr"] is not None:
+            ev.append(f"ELR_EL2 {g['elr']:#x}: the instruction that made the access")
+        cpus = sorted(g["cpus"])
+        out.append(Finding(
+            "el2-fault-at-kernel-va", "error", cpus,
+            f"CPU {', '.join(map(str, cpus))} faulted at EL2 {_ABORT_AT_EL2[ec]} kernel virtual address {at}", ev,
+            "EL2 runs with its MMU off, so every address it uses is physical; a kernel virtual address (the "
+            "TTBR1 half, 0xffff...) is beyond the physical address size and takes an address size fault. The "
+            "EL2 code branched to or loaded through an address made for EL1: a .quad label, an ldr =label or "
+            "a function pointer that the module loader relocated, or a call into the kernel. `rkvm lint-el2` "
+            "finds these in the object; `rkvm stub --elf` compares the copy with the ELF."))
+    return out
+
+
 def el2_parked(snap: dict, ctx: dict) -> list[Finding]:
     out = []
     park = snap.get("rkvm_stub_park")
@@ -166,8 +245,8 @@ def console_silent(snap: dict, ctx: dict) -> list[Finding]:
                     "The guest stopped printing: a hang, or it is simply idle waiting for input.")]
 
 
-RULES = [kernel_panic, vbar_from_virt_to_phys, vbar_not_ram, vbar_mismatch, el2_parked, el2_stack_unset,
-         cpu_stuck, console_silent]
+RULES = [kernel_panic, vbar_from_virt_to_phys, vbar_not_ram, vbar_mismatch, el2_code_relocated,
+         el2_fault_at_kernel_va, el2_parked, el2_stack_unset, cpu_stuck, console_silent]
 
 
 def diagnose(snap: dict, ctx: dict) -> list[Finding]:
