@@ -125,6 +125,18 @@ def hvc_immediate(value: int) -> int | None:
     return bits(value, 15, 0) if exception_class(value) == EC_HVC64 else None
 
 
+def never_taken(esr_value: int, elr_value: int) -> bool:
+    """ESR_ELx and ELR_ELx both 0: no exception has been taken to that EL since reset (QEMU resets
+    them to 0; the Arm ARM leaves them UNKNOWN). A real EC 0x00 exception would have set ELR_ELx to
+    the instruction, which is never at address 0 in the lab, and IL to 1 for a 32-bit one."""
+    return esr_value == 0 and elr_value == 0
+
+
+def never_taken_summary(el: int) -> str:
+    return (f"no exception taken to EL{el} yet: ESR_EL{el} and ELR_EL{el} still read 0, as out of reset "
+            f"(EC 0x00 would otherwise mean UNKNOWN)")
+
+
 def ec_name(ec: int) -> str:
     return EXCEPTION_CLASSES.get(ec, (f"EC_{ec:#04x}", ""))[0]
 

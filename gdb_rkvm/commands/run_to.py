@@ -6,6 +6,7 @@ from ..target import module_symbols
 from ..target.gdb_state import STATE, StopCheckBreakpoint, quietly
 from ..target.resume import Deadline, continue_until
 from .base import CONNECTED, SESSION, RkvmCommand, only_when
+from .hvc import catch_suspended
 
 
 class _EventBreakpoint(StopCheckBreakpoint):
@@ -68,7 +69,8 @@ Example:
         deadline = Deadline(args.timeout)
         bp = quietly(lambda: _EventBreakpoint(stub_abi.EVENTS[args.event], args.cpu, max(1, args.count), deadline))
         try:
-            continue_until(deadline)
+            with catch_suspended("run-to"):
+                continue_until(deadline)
         finally:
             bp.delete()
             if args.event.startswith("hvc-"):

@@ -1,6 +1,6 @@
 """Per-CPU EL state as plain dicts, built from gdb_target reads and arch decoders."""
 
-from ..arch import decode, pstate
+from ..arch import decode, esr, pstate
 from ..errors import RkvmError
 from ..vbar_el2 import classify
 from . import gdb_target as t
@@ -52,6 +52,10 @@ def el_picture(cpu: int, marks) -> dict:
             # ELR_EL2 is an EL1 VA when EL2 was entered from EL1 and a PA when taken from EL2 itself
             entry["symbol"] = t.symbol_at(value) or kernel_facts.el2_symbol(value, marks)
         regs[name] = entry
+    for el in (1, 2):
+        e, elr = regs[f"ESR_EL{el}"], regs[f"ELR_EL{el}"]["value"]
+        if e["value"] is not None and elr is not None and esr.never_taken(e["value"], elr):
+            e["summary"] = esr.never_taken_summary(el)
     vbar = regs["VBAR_EL2"]["value"]
     return {
         "cpu": cpu, "el": pstate.current_el_from_cpsr(cpsr), "mode": pstate.mode_name(cpsr), "cpsr": cpsr,

@@ -17,15 +17,19 @@ def ram_ranges() -> list[tuple[int, int]]:
     key = ("ram",)
     if key in STATE.stop_cache:
         return STATE.stop_cache[key]
-    ranges = []
-    try:
+    def memblock() -> list[tuple[int, int]]:
         mem = gdb.parse_and_eval("memblock.memory")
+        out = []
         for i in range(min(int(mem["cnt"]), 128)):
             r = mem["regions"][i]
             base, size = int(r["base"]), int(r["size"])
             if size:
-                ranges.append((base, base + size))
-    except gdb.error:
+                out.append((base, base + size))
+        return out
+
+    try:
+        ranges = t.evaluate_in_kernel_view(memblock, "memblock.memory")
+    except (gdb.error, RkvmError):
         ranges = []
     if not ranges and STATE.session is not None:
         argv = STATE.session.argv

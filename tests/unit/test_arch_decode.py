@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gdb_rkvm.arch import decode, esr, mair, pstate, sysregs, vectors
+from gdb_rkvm.arch import decode, esr, mair, pstate, regfields, sysregs, vectors
+from gdb_rkvm.commands.format import fields_block
 from gdb_rkvm.arch.fields import bits
 
 
@@ -122,9 +123,37 @@ def test_every_64bit_spsr_decodes(value):
 def test_every_64bit_hcr_decodes(value):
     d = decode.decode("HCR_EL2", value)
     flags = {f.name for f in d.fields if f.meaning == "set"}
-    assert ("VM" in flags) == bool(value & 1)
     assert ("RW" in flags) == bool(value >> 31 & 1)
-    assert ("E2H" in flags) == bool(value >> 34 & 1)
+    # the fields HCR_EL2 is known for are always there, 0 included, with what the value means
+    assert d.field("VM").value == value & 1 and d.field("VM").meaning
+    assert d.field("E2H").value == value >> 34 & 1 and d.field("E2H").meaning
+    assert f"VM={d.field('VM').meaning}" in d.summary
+
+
+@given(st.integers(min_value=0, max_value=(1 << 64) - 1))
+def test_sctlr_el2_always_shows_m_and_marks_what_differs_from_reset(value):
+    d = decode.decode("SCTLR_EL2", value)
+    m = d.field("M")
+    assert m is not None and m.value == value & 1
+    assert ("EL2 MMU off" in m.meaning) == (not value & 1)
+    assert "M=EL2 MMU" in d.summary
+    assert m.to_dict()["reset"] == 0
+    full = decode.decode("SCTLR_EL2", value, all_fields=True)
+    # --all: every field of the table, single-bit zeros included; the one-line summary is the same
+    assert {f.name for f in full.fields} == {f.name for f in regfields.SCTLR_EL2}
+    assert full.summary == d.summary
+    assert {f.name for f in d.fields} <= {f.name for f in full.fields}
+
+
+def test_sctlr_el2_of_the_lab():
+    # 0x30c50830 (RES1 bits, EOS, EIS; M = C = I = 0): the bit that matters most is in the summary
+    d = decode.decode("SCTLR_EL2", 0x30C50830)
+    assert d.summary.startswith("EOS EIS, M=EL2 MMU off (EL2 addresses are physical), C=")
+    block = fields_block([f.to_dict() for f in d.fields])
+    assert "M[0] = 0x0  EL2 MMU off" in block and "reset value" not in block  # M, C, I are at their reset 0
+    # with the I-cache on (I = 1, as a hypervisor sets it), the field is marked as changed since reset
+    block = fields_block([f.to_dict() for f in decode.decode("SCTLR_EL2", 0x30C51830).fields])
+    assert "I[12] = 0x1  EL2 instruction caches on  (reset value 0x0)" in block
 
 
 @given(st.sampled_from(decode.decodable()), st.integers(min_value=0, max_value=(1 << 64) - 1))
