@@ -1,6 +1,6 @@
 """Per-CPU EL state as plain dicts, built from gdb_target reads and arch decoders."""
 
-from ..arch import decode, esr, pstate
+from ..arch import decode, disasm, esr, pstate
 from ..errors import RkvmError
 from ..vbar_el2 import classify
 from . import gdb_target as t
@@ -52,6 +52,13 @@ def el_picture(cpu: int, marks) -> dict:
             # ELR_EL2 is an EL1 VA when EL2 was entered from EL1 and a PA when taken from EL2 itself
             entry["symbol"] = t.symbol_at(value) or kernel_facts.el2_symbol(value, marks)
         regs[name] = entry
+    elr2, spsr2 = regs["ELR_EL2"]["value"], regs["SPSR_EL2"]["value"]
+    if elr2 is not None and spsr2 is not None and pstate.exception_level(spsr2) == 2:
+        # taken at EL2 itself: ELR_EL2 is the physical address of the EL2 instruction that trapped
+        try:
+            regs["ELR_EL2"]["insn"] = disasm.disassemble(t.read_physical(elr2, 4), elr2, 1)[0].text()
+        except RkvmError:
+            pass
     for el in (1, 2):
         e, elr = regs[f"ESR_EL{el}"], regs[f"ELR_EL{el}"]["value"]
         if e["value"] is not None and elr is not None and esr.never_taken(e["value"], elr):

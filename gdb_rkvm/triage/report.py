@@ -20,7 +20,10 @@ def markdown(r: dict) -> str:
     lines = ["# rkvm triage report", ""]
     verdict = {"healthy": "no findings", "findings": f"{len(r['findings'])} finding(s)",
                "failed": "triage failed"}[r["status"]]
-    lines += [f"**Result: {verdict}.** {r['reason']}", ""]
+    reason = r["reason"]
+    if reason.startswith(verdict):   # "3 finding(s): codes": the count is in the verdict already
+        reason = reason[len(verdict):].lstrip(": ")
+    lines += [f"**Result: {verdict}.** {reason}".rstrip(), ""]
     run = r["run"]
     lines += [f"- profile `{run.get('profile')}`, mode `{run.get('mode') or 'default'}`, "
               f"kernel command line `{run.get('cmdline', '')}`",
