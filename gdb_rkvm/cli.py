@@ -139,11 +139,12 @@ def cmd_triage(args):
     code, rep = run.triage(run.options_from_args(args))
     if args.json:
         print(json.dumps({k: v for k, v in rep.items() if k != "snapshot"}, indent=2))
-    else:
+    elif code != 2:   # a failed triage says why once, on stderr, below
         print(f"rkvm triage: {rep['status']}: {rep['reason']}")
         for f in rep["findings"]:
             cpus = f" (CPU {', '.join(map(str, f['cpus']))})" if f["cpus"] else ""
             print(f"  {f['severity']:<7} {f['code']}{cpus}: {f['summary']}")
+    if not args.json:
         print(f"rkvm triage: report in {Path(args.out) / 'report.md'}")
     if code == 2:
         print(f"rkvm triage: {rep['reason']}", file=sys.stderr)

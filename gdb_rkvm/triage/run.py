@@ -7,11 +7,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import profiles, qemu_process, session
+from .. import profiles, qemu_process, session, stub_abi
 from ..arch import vectors
 from ..errors import RkvmError
 from ..target.mi import GdbMi
@@ -185,6 +186,18 @@ def _drive(mi: GdbMi, sess: session.Session, opts: TriageOptions, ctx: dict) -> 
             return
 
 
+def _probe(host: str, port: int, address: str, timeout: float = 3.0) -> None:
+    """A gdbstub to attach to must accept a connection: say so at once instead of after GDB's own
+    retries. (QEMU's gdbstub takes the next client once this probe has closed.)"""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise RkvmError(f"--attach {address}: no gdbstub answers there ({why}); "
+                        "QEMU's -gdb tcp:HOST:PORT (or -s: localhost:1234) is what to give") from None
+
+
 def triage(opts: TriageOptions) -> tuple[int, dict]:
     """Run one triage; returns (exit code, report dict). Always writes a report into opts.out."""
     out = Path(opts.out)
@@ -202,6 +215,9 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
     try:
         if opts.until not in UNTIL and not opts.until.startswith("event:"):
             raise RkvmError(f"--until {opts.until}: expected one of {', '.join(UNTIL)} or event:NAME")
+        if opts.until.startswith("event:") and opts.until[6:] not in stub_abi.EVENTS:
+            raise RkvmError(f"--until {opts.until}: no such rkvm.ko event (one of: "
+                            f"{', '.join('event:' + e for e in sorted(stub_abi.EVENTS))})")
         vmlinux = profiles.load(opts.profile, opts.overrides).gdb.get("vmlinux", "")
         if not vmlinux or not Path(vmlinux).is_file():
             raise RkvmError(f"vmlinux not found: {vmlinux or '(none in the profile)'} (triage needs kernel symbols; "
@@ -210,6 +226,7 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
             raise RkvmError("--run types into a console; an --attach'ed QEMU's console is not ours")
         if opts.attach:
             attached = session.external(opts.attach, opts.profile, opts.overrides)
+            _probe(attached.host, attached.gdb_port, opts.attach)
             os.environ["RKVM_ATTACH"] = json.dumps(attached.__dict__)
         else:
             sess = session.start(opts.profile, mode=opts.mode, smp=opts.smp, append=opts.append,
