@@ -9,9 +9,9 @@ class RkvmEsr(RkvmCommand):
     """Decode an Exception Syndrome Register value: a given one, or the live ESR_EL1/ESR_EL2.
 
 Usage: rkvm esr [VALUE] [--el 1|2] [--cpu N] [--json] [--explain]
-Without VALUE reads ESR_EL2 (or ESR_EL1 with --el 1) of the selected CPU; while it and ELR_ELx still
-read 0, no exception has been taken to that EL yet, and it says so. A VALUE is decoded as "ESR"
-(--el names the register it came from).
+Without VALUE reads ESR_EL2 (or ESR_EL1 with --el 1) of the selected CPU; while it still reads 0, no
+exception has been taken to that EL yet (a taken one with EC 0x00 has IL = 1), and it says so.
+A VALUE is decoded as "ESR" (--el names the register it came from).
 Example:
   (gdb) rkvm esr 0x5a000042
   ESR = 0x5a000042  EC 0x16 HVC64: HVC #0x42
@@ -42,7 +42,7 @@ Example:
             STOPPED.check()
             cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
             value = t.read_register(register, cpu)
-            never = esr.never_taken(value, t.read_register(f"ELR_EL{el}", cpu))
+            never = esr.never_taken(value)
         d = {**esr.decode(value, register).to_dict(), "cpu": cpu, "never_taken": never}
         if never:
             d["summary"] = esr.never_taken_summary(el)

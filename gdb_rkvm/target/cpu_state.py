@@ -21,7 +21,7 @@ def cpu_summary(cpu: int, marks) -> dict:
     el = pstate.current_el_from_cpsr(cpsr)
     vbar = _maybe("VBAR_EL2", cpu)
     target = classify(vbar, marks) if vbar is not None else None
-    pc_sym = kernel_facts.el2_symbol(pc, marks) if el == 2 else t.symbol_at(pc)
+    pc_sym = kernel_facts.code_symbol(pc, el, marks)
     return {
         "cpu": cpu, "el": el, "mode": pstate.mode_name(cpsr), "pc": pc, "pc_symbol": pc_sym,
         "vbar_el2": vbar, "vbar_el2_kind": target.kind if target else None,
@@ -60,13 +60,14 @@ def el_picture(cpu: int, marks) -> dict:
         except RkvmError:
             pass
     for el in (1, 2):
-        e, elr = regs[f"ESR_EL{el}"], regs[f"ELR_EL{el}"]["value"]
-        if e["value"] is not None and elr is not None and esr.never_taken(e["value"], elr):
+        e = regs[f"ESR_EL{el}"]
+        if e["value"] is not None and esr.never_taken(e["value"]):
             e["summary"] = esr.never_taken_summary(el)
     vbar = regs["VBAR_EL2"]["value"]
     return {
         "cpu": cpu, "el": pstate.current_el_from_cpsr(cpsr), "mode": pstate.mode_name(cpsr), "cpsr": cpsr,
-        "pc": t.read_register("pc", cpu), "pc_symbol": t.symbol_at(t.read_register("pc", cpu)),
+        "pc": t.read_register("pc", cpu),
+        "pc_symbol": kernel_facts.code_symbol(t.read_register("pc", cpu), pstate.current_el_from_cpsr(cpsr), marks),
         "registers": regs,
         "hcr_el2_set": decode.decode("HCR_EL2", regs["HCR_EL2"]["value"]).summary
         if regs["HCR_EL2"]["value"] is not None else None,

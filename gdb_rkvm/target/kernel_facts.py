@@ -45,11 +45,37 @@ def kimage_voffset() -> int | None:
 
 
 def hyp_stub_pa() -> int | None:
-    """PA of the kernel's __hyp_stub_vectors: a kernel-image symbol, so VA - kimage_voffset."""
+    """PA of the kernel's __hyp_stub_vectors: a kernel-image symbol, so VA - kimage_voffset; before
+    the kernel has set kimage_voffset (early boot), from where its Image is in RAM."""
     va, off = t.symbol_address("__hyp_stub_vectors"), kimage_voffset()
-    if va is None or not off:
+    if va is None:
         return None
+    if not off:
+        return _boot_pa("__hyp_stub_vectors")
     return (va - off) & t.MASK64
+
+
+def _boot_pa(symbol: str) -> int | None:
+    from . import boot  # boot builds on this module
+    try:
+        return boot.pa_of(symbol)
+    except (RkvmError, gdb.error):
+        return None
+
+
+def code_symbol(pc: int, el: int, marks: VectorLandmarks) -> str | None:
+    """Name a CPU's PC: an EL2 PC is physical; an EL1 PC is virtual, except while the kernel still
+    runs with its MMU off in early boot (a PA inside the Image)."""
+    if el == 2:
+        return el2_symbol(pc, marks)
+    sym = t.symbol_at(pc)
+    if sym is None and pc >> 48 == 0 and pc:
+        from . import boot
+        try:
+            sym = boot.symbol_of_pa(pc)
+        except (RkvmError, gdb.error):
+            sym = None
+    return sym
 
 
 def is_rkvm_stub(pa: int) -> bool:
@@ -84,4 +110,10 @@ def el2_symbol(pa: int, marks: VectorLandmarks) -> str | None:
     off = kimage_voffset()
     if off and any(s <= pa < e for s, e in marks.ram):
         return t.symbol_at((pa + off) & t.MASK64)
+    if not off:   # early boot: the kernel image by where it was loaded
+        from . import boot
+        try:
+            return boot.symbol_of_pa(pa)
+        except (RkvmError, gdb.error):
+            return None
     return None

@@ -216,3 +216,43 @@ def test_vector_slots():
     assert vectors.slot_name(0x204) == "Current EL with SPx, Synchronous"
     assert vectors.slot_name(0x800) == "not in the vector table"
     assert vectors.is_aligned(0x40A60000) and not vectors.is_aligned(0x40A60400)
+
+
+def test_vbar_el2_not_set_yet_is_no_disagreement():
+    from gdb_rkvm.vbar_el2 import VectorLandmarks, warnings
+    marks = VectorLandmarks(hyp_stub_pa=0x4046E000, ram=[(0x40000000, 0xC0000000)])
+    assert warnings({0: 0x4046E000, 1: 0}, marks) == []            # CPU 1 still in reset
+    assert warnings({0: 0x4046E000, 1: 0x40A60000, 2: 0}, marks)[0].startswith(
+        "CPUs disagree on VBAR_EL2 (CPU 0: 0x4046e000; CPU 1: 0x40a60000)")
+
+
+def test_never_taken_is_exactly_an_all_zero_syndrome():
+    assert esr.never_taken(0) and "no exception taken to EL2 yet" in esr.never_taken_summary(2)
+    assert not esr.never_taken(esr_value(0x00, 0))        # EC 0 with IL 1: a real UNKNOWN exception
+    assert not esr.never_taken(0x5A000000)
+
+
+def test_branch_targets_and_registers():
+    from gdb_rkvm.arch import disasm
+    b = disasm.disassemble((0x14000000 | (0x700 >> 2)).to_bytes(4, "little"), 0x40A60400)[0]   # b +0x700
+    assert disasm.branch_target(b) == 0x40A60B00 and disasm.is_branch(b)
+    tbnz = disasm.disassemble(bytes.fromhex("a1000037"), 0x1000)[0]   # tbnz w1, #0, +0x14
+    assert tbnz.mnemonic == "tbnz" and disasm.branch_target(tbnz) == 0x1014
+    ret = disasm.disassemble(bytes.fromhex("c0035fd6"), 0x1000)[0]
+    assert disasm.branch_register(ret) == "x30" and disasm.branch_target(ret) is None
+    br = disasm.disassemble(bytes.fromhex("60001fd6"), 0x1000)[0]    # br x3
+    assert disasm.branch_register(br) == "x3"
+    mov = disasm.disassemble(bytes.fromhex("e0031faa"), 0x1000)[0]   # mov x0, xzr
+    assert not disasm.is_branch(mov)
+
+
+def test_image_header_and_where_to_look():
+    from gdb_rkvm import kernel_layout as kl
+    header = bytearray(0x40)
+    header[0x10:0x18] = (0x5C0000).to_bytes(8, "little")
+    header[0x38:0x3C] = b"ARM\x64"
+    h = kl.parse_image_header(bytes(header))
+    assert h is not None and h.image_size == 0x5C0000 and h.text_offset == 0
+    assert kl.parse_image_header(bytes(0x40)) is None and kl.parse_image_header(b"ARM\x64") is None
+    cands = kl.image_base_candidates(0x40000000)
+    assert 0x40200000 in cands and all(c % 0x80000 == 0 for c in cands)
