@@ -153,7 +153,7 @@ def cmd_triage(args):
 
 def cmd_tour(args):
     from .tour import run_tour
-    return run_tour()
+    return run_tour(all_steps=args.all)
 
 
 def cmd_shell(args):
@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
     sub.add_parser("profiles", help="list QEMU profiles").set_defaults(func=cmd_profiles)
-    sub.add_parser("tour", help="a guided walk through the EL transitions on the live lab").set_defaults(
-        func=cmd_tour)
+    p = sub.add_parser("tour", help="a guided walk through the EL transitions on the live lab, a step at a time")
+    p.add_argument("--all", action="store_true", help="every step without pausing (what a non-terminal stdin gets)")
+    p.set_defaults(func=cmd_tour)
     p = sub.add_parser("shell", help="an interactive console on a session (completion, toolbar, serial output)")
     _add_session_args(p)
     p.set_defaults(func=cmd_shell)

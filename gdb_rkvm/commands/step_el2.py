@@ -202,7 +202,8 @@ Example:
             e = r["entry"]
             lines.append(f"  entry: {e['esr_summary']} from {e['from_mode']} at {e['caller']:#x}"
                          + (f" <{e['caller_symbol']}>" if e["caller_symbol"] else "")
-                         + (f", x0 = {e['registers']['x0']:#x} ({e['function']})" if e["function"] else ""))
+                         + f", x0 = {e['registers']['x0']:#x}" + (f" ({e['function']})" if e["function"] else "")
+                         + f", x1 = {e['registers']['x1']:#x}")
         for s in r["steps"]:
             sym = f"<{s['symbol']}>" if s["symbol"] else ""
             changed = " ".join(f"{k}={v:#x}" for k, v in s["changed"].items())
