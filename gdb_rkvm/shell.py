@@ -1,8 +1,9 @@
 """`rkvm shell`: a prompt_toolkit console on a session, every command passed to GDB over GDB/MI.
 
 Completion for `rkvm` subcommands, system register names and kernel symbols; persistent history;
-a bottom toolbar with each CPU's EL and PC (refreshed after every command); the guest's serial
-output printed above the prompt as it arrives (interleaved).
+a bottom toolbar with each CPU's EL and PC (refreshed after every command, one line); the guest's
+serial output printed above the prompt as it arrives (interleaved); `guest TEXT` types into the
+guest's shell.
 """
 
 import threading
@@ -22,8 +23,8 @@ from .target.mi import GdbMi
 
 SUBCOMMANDS = ["status", "run-to", "modules", "cpus", "el", "sysreg", "esr", "vectors", "walk", "v2p", "contig",
                "vmmap", "p2v", "stub", "hvc catch", "hvc last", "hvc trace", "step-el2", "trace-el", "snapshot"]
-GDB_WORDS = ["continue", "stepi", "nexti", "break", "tbreak", "delete", "info registers", "info threads", "thread",
-             "bt", "x/", "print", "p/x", "disassemble", "interrupt", "quit"]
+GDB_WORDS = ["guest", "continue", "stepi", "nexti", "break", "tbreak", "delete", "info registers", "info threads",
+             "thread", "bt", "x/", "print", "p/x", "disassemble", "interrupt", "quit"]
 
 
 def kernel_symbols(vmlinux: str, limit: int = 400000) -> list[str]:
@@ -75,6 +76,14 @@ class RkvmCompleter(Completer):
                         return
 
 
+def toolbar_error(message: str) -> str:
+    """The toolbar's one line when the CPUs cannot be read (the guest runs, GDB is gone...)."""
+    if "running" in message:
+        return "CPUs: running (Ctrl-C or 'interrupt' stops them; the toolbar is read at each stop)"
+    first = message.strip().splitlines()[0] if message.strip() else "unreadable"
+    return f"CPUs: {first[:100]}"
+
+
 class Shell:
     """The console's state: GDB/MI, the toolbar text and the serial follower."""
 
@@ -88,6 +97,7 @@ class Shell:
                                     bottom_toolbar=lambda: self.toolbar, input=input, output=output)
         self._serial_pos = Path(sess.serial_log).stat().st_size if Path(sess.serial_log).exists() else 0
         self._stop = threading.Event()
+        self._console = None
 
     def _load_symbols(self):
         if self.sess.vmlinux:
@@ -97,7 +107,7 @@ class Shell:
         try:
             data = self.mi.json("rkvm cpus", timeout=30)
         except RkvmError as e:
-            self.toolbar = f"CPUs: {e}"
+            self.toolbar = toolbar_error(str(e))
             return
         self.toolbar = "  ".join(f"CPU{c['cpu']} {c['mode']} {c['pc']:#x}" +
                                  (f" <{c['pc_symbol']}>" if c["pc_symbol"] else "") for c in data["cpus"])
@@ -117,8 +127,24 @@ class Shell:
                 self.emit("".join(f"[guest] {line}\n" for line in text.splitlines() if line.strip()))
             time.sleep(0.2)
 
+    def type_into_guest(self, text: str) -> str:
+        """`guest TEXT`: type TEXT and Enter into the guest's serial console."""
+        if self._console is None:
+            self._console = session.SerialConsole(self.sess)
+        self._console.send(text + "\n")
+        return (f"typed into the guest: {text}\n(it runs it while the guest runs: 'continue', or a command that "
+                "resumes, such as 'rkvm step-el2')\n")
+
     def execute(self, line: str) -> str:
-        """Run one line in GDB; return what it printed (and its error)."""
+        """Run one line in GDB (or `guest TEXT` into the guest); return what it printed (and its error)."""
+        if line == "guest" or line.startswith("guest "):
+            text = line[len("guest"):].strip()
+            if not text:
+                return "usage: guest TEXT   (types TEXT and Enter into the guest's shell)\n"
+            try:
+                return self.type_into_guest(text)
+            except RkvmError as e:
+                return f"{e}\n"
         res = self.mi.console(line, timeout=600)
         out = res.output
         if not res.ok:
@@ -146,6 +172,8 @@ class Shell:
                     self.refresh_toolbar()
         finally:
             self._stop.set()
+            if self._console is not None:
+                self._console.close()
         return 0
 
 

@@ -170,8 +170,8 @@ Example:
         if announce:
             gdb.write(f"rkvm: CPU {cpu} is at EL{el}: letting the guest run until an HVC enters EL2 on any CPU "
                       f"(at most {timeout:g} s; Ctrl-C stops). Nothing happens until the guest makes one: "
-                      f"in its shell ('rkvm console' in another terminal), type\n"
-                      f"        {HVC_RECIPE}\n")
+                      f"in its shell ('rkvm console' in another terminal: blank while GDB holds the guest, "
+                      f"alive now), type\n        {HVC_RECIPE}\n")
             gdb.flush()
         deadline = Deadline(timeout)
         tracer = _FirstEntry(deadline)

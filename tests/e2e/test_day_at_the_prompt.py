@@ -190,3 +190,28 @@ def test_triage_refuses_quickly(lab_built, tmp_path):
         said = res.stdout + res.stderr
         assert said.count(words) == 1, said                # said once, not twice
         assert res.stderr.strip().count("\n") == 0
+
+
+def test_shell_types_into_the_guest(lab_built, start_lab, tmp_path):
+    """`guest TEXT` in rkvm shell types into the guest's shell; the next resume runs it."""
+    from prompt_toolkit.application import create_app_session
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from gdb_rkvm.shell import Shell
+    from gdb_rkvm.target.mi import GdbMi
+
+    sess = start_lab()
+    printed = []
+    with GdbMi() as mi, create_pipe_input() as inp:
+        with create_app_session(input=inp, output=DummyOutput()):
+            shell = Shell(mi, sess, tmp_path / "history", input=inp, output=DummyOutput(), emit=printed.append)
+            for line in ("rkvm run-to installed-all", "guest", "guest echo ping 0x33 > /sys/kernel/debug/rkvm/hvc",
+                         "rkvm step-el2 --timeout 60", "quit"):
+                inp.send_text(line + "\r")
+            assert shell.loop() == 0
+    out = "".join(printed)
+    assert "usage: guest TEXT" in out
+    assert "typed into the guest: echo ping 0x33 > /sys/kernel/debug/rkvm/hvc" in out
+    assert "x0 = 0x524b0001 (RKVM_HVC_PING), x1 = 0x33" in out and f"x0 = {0x33 ^ XOR:#x}" in out
+    assert shell.toolbar.startswith("CPU0 EL1h")
