@@ -194,8 +194,8 @@ def _probe(host: str, port: int, address: str, timeout: float = 3.0) -> None:
             pass
     except OSError as e:
         why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-        raise RkvmError(f"--attach {address}: no gdbstub answers there ({why}); "
-                        "QEMU's -gdb tcp:HOST:PORT (or -s: localhost:1234) is what to give") from None
+        raise RkvmError(f"--attach {address}: cannot connect to QEMU's gdbstub at {host}:{port} ({why}); "
+                        "give what QEMU's -gdb tcp:HOST:PORT says (-s: localhost:1234)") from None
 
 
 def triage(opts: TriageOptions) -> tuple[int, dict]:

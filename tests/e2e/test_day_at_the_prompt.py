@@ -182,7 +182,8 @@ def test_triage_nostack_connects_the_dots(lab_built, tmp_path):
 
 def test_triage_refuses_quickly(lab_built, tmp_path):
     for args, words in [(["--until", "event:bogus"], "--until event:bogus: no such rkvm.ko event"),
-                        (["--attach", "127.0.0.1:1"], "--attach 127.0.0.1:1: no gdbstub answers there")]:
+                        (["--attach", "127.0.0.1:1"], "--attach 127.0.0.1:1: cannot connect to QEMU's gdbstub at "
+                                                      "127.0.0.1:1 (Connection refused)")]:
         t0 = time.monotonic()
         res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--out", str(tmp_path / "t"), *args],
                              cwd=REPO, capture_output=True, text=True, timeout=60)
