@@ -152,11 +152,12 @@ def cmd_triage(args):
     code, rep = run.triage(run.options_from_args(args))
     if args.json:
         print(json.dumps({k: v for k, v in rep.items() if k != "snapshot"}, indent=2))
-    else:
+    elif code != 2:   # a failed triage says why once, on stderr, below
         print(f"rkvm triage: {rep['status']}: {escape(rep['reason'])}")
         for f in rep["findings"]:
             cpus = f" (CPU {', '.join(map(str, f['cpus']))})" if f["cpus"] else ""
             print(f"  {f['severity']:<7} {f['code']}{cpus}: {escape(f['summary'])}")
+    if not args.json:
         print(f"rkvm triage: report in {Path(args.out) / 'report.md'}")
     if code == 2:
         print(f"rkvm triage: {escape(rep['reason'])}", file=sys.stderr)
@@ -165,7 +166,7 @@ def cmd_triage(args):
 
 def cmd_tour(args):
     from .tour import run_tour
-    return run_tour()
+    return run_tour(all_steps=args.all)
 
 
 def cmd_shell(args):
@@ -213,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
     sub.add_parser("profiles", help="list QEMU profiles").set_defaults(func=cmd_profiles)
-    sub.add_parser("tour", help="a guided walk through the EL transitions on the live lab").set_defaults(
-        func=cmd_tour)
+    p = sub.add_parser("tour", help="a guided walk through the EL transitions on the live lab, a step at a time")
+    p.add_argument("--all", action="store_true", help="every step without pausing (what a non-terminal stdin gets)")
+    p.set_defaults(func=cmd_tour)
     p = sub.add_parser("shell", help="an interactive console on a session (completion, toolbar, serial output)")
     _add_session_args(p)
     p.set_defaults(func=cmd_shell)

@@ -136,3 +136,31 @@ class KernelLayout:
 def page_offset_from(high_memory: int, dram_end: int, phys_offset: int) -> int:
     """PAGE_OFFSET from the kernel's own numbers: high_memory = __va(end of DRAM)."""
     return (high_memory - (dram_end - phys_offset)) & MASK64
+
+
+# The arm64 Image header (Documentation/arch/arm64/booting.rst): code0, code1, text_offset,
+# image_size, flags, res2-4, magic "ARM\x64" at 0x38, res5.
+IMAGE_MAGIC = 0x644D5241
+IMAGE_HEADER_SIZE = 0x40
+
+
+@dataclass
+class ImageHeader:
+    text_offset: int
+    image_size: int
+    flags: int
+
+
+def parse_image_header(data: bytes) -> ImageHeader | None:
+    """The header of an arm64 kernel Image at the start of `data`, or None if the magic is not there."""
+    if len(data) < IMAGE_HEADER_SIZE or int.from_bytes(data[0x38:0x3C], "little") != IMAGE_MAGIC:
+        return None
+    return ImageHeader(int.from_bytes(data[0x08:0x10], "little"), int.from_bytes(data[0x10:0x18], "little"),
+                       int.from_bytes(data[0x18:0x20], "little"))
+
+
+def image_base_candidates(ram_start: int, count: int = 64) -> list[int]:
+    """Where a boot loader puts an Image: a 2 MiB-aligned address in the first part of RAM (booting.rst
+    asks for 2 MiB alignment + text_offset, text_offset being 0 since Linux 5.8), or the old fixed
+    0x80000 offset."""
+    return [ram_start + k * (2 << 20) for k in range(count)] + [ram_start + 0x80000]

@@ -15,6 +15,7 @@ import os
 import socket
 import stat
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -339,7 +340,10 @@ def serial_send(sess: Session, text: str, timeout: float = 5.0) -> None:
 
 
 class SerialConsole:
-    """A connection to the guest's serial console kept open, so typed-ahead input is not lost."""
+    """A connection to the guest's serial console kept open, so typed-ahead input is not lost.
+
+    What the guest prints is read and dropped here (serial.log has it): QEMU's UART stops sending,
+    and the guest's console writes stall, once a connected client leaves a few hundred bytes unread."""
 
     def __init__(self, sess: Session, timeout: float = 5.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -349,6 +353,17 @@ class SerialConsole:
         except OSError as e:
             self.sock.close()
             raise RkvmError(f"cannot reach the serial console at {sess.console_socket}: {e.strerror}") from None
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                if not self.sock.recv(65536):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
 
     def send(self, text: str) -> None:
         self.sock.sendall(text.encode())

@@ -1,8 +1,9 @@
 """`rkvm shell`: a prompt_toolkit console on a session, every command passed to GDB over GDB/MI.
 
 Completion for `rkvm` subcommands, system register names and kernel symbols; persistent history;
-a bottom toolbar with each CPU's EL and PC (refreshed after every command); the guest's serial
-output printed above the prompt as it arrives (interleaved).
+a bottom toolbar with each CPU's EL and PC (refreshed after every command, one line); the guest's
+serial output printed above the prompt as it arrives (interleaved); `guest TEXT` types into the
+guest's shell.
 """
 
 import threading
@@ -57,6 +58,14 @@ class RkvmCompleter(Completer):
                     yield Completion(tail, start_position=-len(word))
 
 
+def toolbar_error(message: str) -> str:
+    """The toolbar's one line when the CPUs cannot be read (the guest runs, GDB is gone...)."""
+    if "running" in message:
+        return "CPUs: running (Ctrl-C or 'interrupt' stops them; the toolbar is read at each stop)"
+    first = message.strip().splitlines()[0] if message.strip() else "unreadable"
+    return f"CPUs: {first[:100]}"
+
+
 class Shell:
     """The console's state: GDB/MI, the toolbar text and the serial follower."""
 
@@ -69,12 +78,13 @@ class Shell:
                                     bottom_toolbar=lambda: self.toolbar, input=input, output=output)
         self._serial_pos = Path(sess.serial_log).stat().st_size if Path(sess.serial_log).exists() else 0
         self._stop = threading.Event()
+        self._console = None
 
     def refresh_toolbar(self) -> None:
         try:
             data = self.mi.json("rkvm cpus", timeout=30)
         except RkvmError as e:
-            self.toolbar = f"CPUs: {e}"
+            self.toolbar = toolbar_error(str(e))
             return
         self.toolbar = "  ".join(f"CPU{c['cpu']} {c['mode']} {c['pc']:#x}" +
                                  (f" <{c['pc_symbol']}>" if c["pc_symbol"] else "") for c in data["cpus"])
@@ -94,9 +104,25 @@ class Shell:
                 self.emit("".join(f"[guest] {escape(line)}\n" for line in text.splitlines() if line.strip()))
             time.sleep(0.2)
 
+    def type_into_guest(self, text: str) -> str:
+        """`guest TEXT`: type TEXT and Enter into the guest's serial console."""
+        if self._console is None:
+            self._console = session.SerialConsole(self.sess)
+        self._console.send(text + "\n")
+        return (f"typed into the guest: {text}\n(it runs it while the guest runs: 'continue', or a command that "
+                "resumes, such as 'rkvm step-el2')\n")
+
     def execute(self, line: str) -> str:
-        """Run one line in GDB; return what it printed (and its error). Ctrl-C while it runs (a `continue`)
-        interrupts the guest, as in GDB; the shell goes on."""
+        """Run one line in GDB (or `guest TEXT` into the guest); return what it printed (and its error).
+        Ctrl-C while it runs (a `continue`) interrupts the guest, as in GDB; the shell goes on."""
+        if line == "guest" or line.startswith("guest "):
+            text = line[len("guest"):].strip()
+            if not text:
+                return "usage: guest TEXT   (types TEXT and Enter into the guest's shell)\n"
+            try:
+                return self.type_into_guest(text)
+            except RkvmError as e:
+                return f"{e}\n"
         try:
             res = self.mi.console(line, timeout=600, interruptible=True)
         except RkvmError as e:
@@ -130,6 +156,8 @@ class Shell:
                         self.emit("(interrupted)\n")
         finally:
             self._stop.set()
+            if self._console is not None:
+                self._console.close()
         return 0
 
 

@@ -47,7 +47,8 @@ def classify(vbar: int, marks: VectorLandmarks) -> VbarTarget:
 def warnings(vbars: dict[int, int], marks: VectorLandmarks) -> list[str]:
     """Warning lines for per-CPU VBAR_EL2 values {cpu: vbar}."""
     out = []
-    distinct = sorted(set(vbars.values()))
+    # 0 is "not set yet" (a CPU still in reset, or before the kernel's init_el2), not a disagreement
+    distinct = sorted(set(v for v in vbars.values() if v))
     if len(distinct) > 1:
         groups = "; ".join(f"CPU {', '.join(str(c) for c, v in sorted(vbars.items()) if v == d)}: {d:#x}"
                            for d in distinct)

@@ -4,11 +4,11 @@ from . import esr, mair, pstate, regfields, sysregs
 from .fields import Decoded, MASK64, decode_fields, set_flags
 
 
-def _generic(name: str, value: int) -> Decoded:
+def _generic(name: str, value: int, all_fields: bool = False) -> Decoded:
     table = regfields.TABLES.get(name, [])
-    fields = decode_fields(value, table)
-    flags = set_flags(value, table)
+    fields = decode_fields(value, table, show_zero_flags=all_fields)
     by_name = {f.name: f for f in table}
+    flags = [n for n in set_flags(value, table) if not by_name[n].values]  # known fields say what they mean
     # zero-valued numeric fields (RES0 in practice) only add noise to a one-line summary
     multi = [f"{f.name}={f.meaning or hex(f.value)}" for f in fields
              if f.name not in flags and (f.value or by_name[f.name].values)]
@@ -41,8 +41,9 @@ def canonical_name(name: str) -> str:
     return reg.name if reg else name.upper()
 
 
-def decode(name: str, value: int) -> Decoded:
-    """Decode `value` as register `name`. Never raises for any 64-bit value."""
+def decode(name: str, value: int, all_fields: bool = False) -> Decoded:
+    """Decode `value` as register `name`. Never raises for any 64-bit value. all_fields: every
+    field of the register's table, single-bit flags at 0 included (the summary is the same)."""
     name = canonical_name(name)
     value &= MASK64
     if name.startswith("ESR_EL"):
@@ -51,7 +52,9 @@ def decode(name: str, value: int) -> Decoded:
         return pstate.decode(value, name)
     if name.startswith("MAIR_EL"):
         return mair.decode(value, name)
-    dec = _generic(name, value)
+    dec = _generic(name, value, all_fields)
+    if all_fields:
+        dec.summary = _generic(name, value).summary
     dec.explain = _explain_generic(dec)
     return dec
 

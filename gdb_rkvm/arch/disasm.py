@@ -58,3 +58,33 @@ def is_exception_return(insn: Insn) -> bool:
 
 def is_exception_call(insn: Insn) -> bool:
     return insn.mnemonic in ("hvc", "svc", "smc")
+
+
+BRANCH_IMMEDIATE = ("b", "bl", "cbz", "cbnz", "tbz", "tbnz")
+
+
+def branch_target(insn: Insn) -> int | None:
+    """The target of a direct branch (B, BL, B.cond, CBZ/CBNZ, TBZ/TBNZ: the last operand, an
+    immediate that capstone has already made absolute), else None."""
+    if insn.mnemonic not in BRANCH_IMMEDIATE and not insn.mnemonic.startswith("b."):
+        return None
+    last = insn.op_str.split(",")[-1].strip()
+    if not last.startswith("#"):
+        return None
+    try:
+        return int(last[1:], 0)
+    except ValueError:
+        return None
+
+
+def branch_register(insn: Insn) -> str | None:
+    """The register an indirect branch jumps through: BR Xn, BLR Xn, RET {Xn} (x30 by default)."""
+    if insn.mnemonic in ("br", "blr"):
+        return insn.op_str.strip() or None
+    if insn.mnemonic == "ret":
+        return insn.op_str.strip() or "x30"
+    return None
+
+
+def is_branch(insn: Insn) -> bool:
+    return branch_target(insn) is not None or branch_register(insn) is not None

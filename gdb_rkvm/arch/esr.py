@@ -125,6 +125,18 @@ def hvc_immediate(value: int) -> int | None:
     return bits(value, 15, 0) if exception_class(value) == EC_HVC64 else None
 
 
+def never_taken(esr_value: int) -> bool:
+    """An all-zero ESR_ELx: no exception has been taken to that EL since reset (QEMU resets it to 0;
+    the Arm ARM leaves it UNKNOWN). A taken exception never writes 0: IL is 1 for an exception
+    reported with EC 0b000000 (ESR_ELx.IL: "an exception reported using EC value 0b000000")."""
+    return esr_value == 0
+
+
+def never_taken_summary(el: int) -> str:
+    return (f"no exception taken to EL{el} yet: ESR_EL{el} still reads 0, as out of reset (a taken exception "
+            f"with EC 0x00, UNKNOWN, would have IL = 1)")
+
+
 def ec_name(ec: int) -> str:
     return EXCEPTION_CLASSES.get(ec, (f"EC_{ec:#04x}", ""))[0]
 

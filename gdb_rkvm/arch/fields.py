@@ -23,6 +23,7 @@ class Field:
     lo: int
     doc: str = ""
     values: dict = field(default_factory=dict)   # int -> meaning
+    reset: int | None = None                     # the Arm ARM's reset value, where it defines one
 
     @property
     def width(self) -> int:
@@ -32,8 +33,10 @@ class Field:
         return f"[{self.hi}]" if self.hi == self.lo else f"[{self.hi}:{self.lo}]"
 
 
-def F(name, hi, lo=None, doc="", values=None) -> Field:  # noqa: N802  (short constructor for tables)
-    return Field(name, hi, hi if lo is None else lo, doc, values or {})
+def F(name, hi, lo=None, doc="", values=None, reset=None) -> Field:  # noqa: N802  (short constructor for tables)
+    """A field. `values` names each value: a field with values is one the register is known for and
+    is always shown, 0 included (SCTLR_EL2.M = 0 says EL2's MMU is off)."""
+    return Field(name, hi, hi if lo is None else lo, doc, values or {}, reset)
 
 
 @dataclass
@@ -43,9 +46,13 @@ class FieldValue:
     value: int
     meaning: str
     doc: str = ""
+    reset: int | None = None
 
     def to_dict(self):
-        return {"name": self.name, "bits": self.span, "value": self.value, "meaning": self.meaning}
+        d = {"name": self.name, "bits": self.span, "value": self.value, "meaning": self.meaning}
+        if self.reset is not None:
+            d["reset"] = self.reset
+        return d
 
 
 @dataclass
@@ -68,16 +75,19 @@ class Decoded:
 
 
 def decode_fields(value: int, table: list[Field], show_zero_flags: bool = False) -> list[FieldValue]:
-    """Every field of `table` in `value`. Single-bit flags that are 0 are left out unless asked."""
+    """The fields of `table` in `value`: every one with show_zero_flags; otherwise single-bit flags
+    that are 0 are left out, unless the field is a known one (it has `values`) or its reset value
+    is 1."""
     out = []
     for f in table:
         v = bits(value, f.hi, f.lo)
-        if f.width == 1 and not f.values and v == 0 and not show_zero_flags:
+        shown = show_zero_flags or f.values or v or (f.reset is not None and v != f.reset)
+        if f.width == 1 and not shown:
             continue
         meaning = f.values.get(v, "") if f.values else ("set" if f.width == 1 and v else "")
         if f.values and v not in f.values:
             meaning = f"reserved/unknown value {v:#x}"
-        out.append(FieldValue(f.name, f.span(), v, meaning, f.doc))
+        out.append(FieldValue(f.name, f.span(), v, meaning, f.doc, f.reset))
     return out
 
 

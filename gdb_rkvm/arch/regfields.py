@@ -2,6 +2,10 @@
 
 Where a register's layout depends on HCR_EL2.E2H, the E2H == 0 (non-VHE) layout is given: that is
 what a hypervisor module under a non-VHE kernel sees.
+
+Fields with `values` are the ones a register is known for: they are shown even when 0. `reset` is
+given where the Arm ARM defines a reset value that applies to the lab (SCTLR_EL2.{M,C,I}: 0 on a
+Warm reset when EL2 is the highest implemented Exception level, as on QEMU virt without EL3).
 """
 
 from .fields import F
@@ -18,7 +22,8 @@ _EL01_SUPPORT = {1: "AArch64 only", 2: "AArch64 and AArch32"}
 _EL23_SUPPORT = {0: "not implemented", **_EL01_SUPPORT}
 
 HCR_EL2 = [
-    F("VM", 0, doc="stage 2 translation for EL1&0 enabled"),
+    F("VM", 0, doc="stage 2 translation for EL1&0 enabled",
+      values={0: "no stage 2 (EL1 runs as a host, not a guest)", 1: "stage 2 translation on"}),
     F("SWIO", 1, doc="set/way invalidation override"),
     F("PTW", 2, doc="protected table walk"),
     F("FMO", 3, doc="physical FIQs routed to EL2"),
@@ -52,7 +57,8 @@ HCR_EL2 = [
     F("RW", 31, doc="EL1 is AArch64 (0: AArch32)"),
     F("CD", 32, doc="stage 2 data access cacheability disable"),
     F("ID", 33, doc="stage 2 instruction access cacheability disable"),
-    F("E2H", 34, doc="EL2 host (VHE): EL2 runs a host kernel"),
+    F("E2H", 34, doc="EL2 host (VHE): EL2 runs a host kernel",
+      values={0: "non-VHE: the kernel runs at EL1, EL2 apart", 1: "VHE: the kernel runs at EL2"}),
     F("TLOR", 35, doc="trap LOR registers"),
     F("TERR", 36, doc="trap error record accesses"),
     F("TEA", 37, doc="route synchronous external aborts to EL2"),
@@ -80,7 +86,8 @@ HCR_EL2 = [
 ]
 
 SCTLR_EL1 = [
-    F("M", 0, doc="stage 1 MMU enabled for EL1&0"), F("A", 1, doc="alignment checking"),
+    F("M", 0, doc="stage 1 MMU enabled for EL1&0", values={0: "EL1&0 MMU off", 1: "EL1&0 MMU on"}),
+    F("A", 1, doc="alignment checking"),
     F("C", 2, doc="data caches enabled"), F("SA", 3, doc="SP alignment check at EL1"),
     F("SA0", 4, doc="SP alignment check at EL0"), F("CP15BEN", 5), F("nAA", 6), F("ITD", 7), F("SED", 8),
     F("UMA", 9, doc="EL0 may access DAIF"), F("EnRCTX", 10),
@@ -98,9 +105,14 @@ SCTLR_EL1 = [
 ]
 
 SCTLR_EL2 = [
-    F("M", 0, doc="MMU enabled for the EL2 regime (0: EL2 addresses are physical)"),
-    F("A", 1, doc="alignment checking"), F("C", 2, doc="data caches enabled"),
-    F("SA", 3, doc="SP alignment check"), F("nAA", 6), F("EOS", 11), F("I", 12, doc="instruction caches enabled"),
+    F("M", 0, doc="MMU enabled for the EL2 regime (0: EL2 addresses are physical)", reset=0,
+      values={0: "EL2 MMU off (EL2 addresses are physical)", 1: "EL2 MMU on (TTBR0_EL2 translates)"}),
+    F("A", 1, doc="alignment checking"),
+    F("C", 2, doc="data caches enabled", reset=0,
+      values={0: "EL2 data accesses Non-cacheable", 1: "EL2 data caches on"}),
+    F("SA", 3, doc="SP alignment check"), F("nAA", 6), F("EOS", 11),
+    F("I", 12, doc="instruction caches enabled", reset=0,
+      values={0: "EL2 instruction fetches Non-cacheable", 1: "EL2 instruction caches on"}),
     F("EnDB", 13), F("WXN", 19, doc="writable implies execute-never"), F("IESB", 21), F("EIS", 22),
     F("EE", 25, doc="EL2 big-endian"), F("EnDA", 27), F("EnIB", 30), F("EnIA", 31), F("BT", 36),
     F("ITFSB", 37), F("TCF", 41, 40, values={0: "tag faults ignored", 1: "synchronous", 2: "asynchronous",

@@ -18,4 +18,6 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def fields_block(fields: list[dict], indent: str = "    ") -> str:
     return "\n".join(f"{indent}{f['name']}{f['bits']} = {f['value']:#x}" + (f"  {f['meaning']}" if f['meaning'] else "")
+                     + (f"  (reset value {f['reset']:#x})" if f.get("reset") is not None
+                        and f["reset"] != f["value"] else "")
                      for f in fields)

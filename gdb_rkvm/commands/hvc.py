@@ -1,3 +1,4 @@
+import contextlib
 import time
 
 import gdb
@@ -54,12 +55,14 @@ class HvcCatch:
 
     def __init__(self, flt: HvcFilter):
         self.filter, self.bps, self.last = flt, {}, None
+        self.suspended = False
+        self.hinted = False
         gdb.events.stop.connect(self._on_stop)
         el2_symbols.InstallHookBreakpoint.listeners.append(self._vbar_moved)
 
     def _vbar_moved(self, vbar: int) -> bool:
         """rkvm.ko installed new vectors: stop (and re-arm at that stop) unless already covered."""
-        if vbar + LOWER_A64_SYNC in self.bps:
+        if self.suspended or vbar + LOWER_A64_SYNC in self.bps:
             return False
         notice(f"rkvm: VBAR_EL2 changed to {vbar:#x}: hvc catch moves there (continue to go on)")
         return True
@@ -70,7 +73,24 @@ class HvcCatch:
             self.bps.pop(pa).delete()
         for pa in wanted - set(self.bps):
             self.bps[pa] = HvcEntryBreakpoint(pa, self)
+            self.bps[pa].enabled = not self.suspended
         return sorted(self.bps)
+
+    def suspend(self):
+        """Out of the way of a command that resumes with breakpoints of its own (trace-el, hvc trace,
+        step-el2): its run is not cut short by this catch's stop."""
+        self.suspended = True
+        for bp in self.bps.values():
+            bp.enabled = False
+
+    def resume(self):
+        self.suspended = False
+        try:
+            self.arm()
+        except (gdb.error, RkvmError):
+            pass
+        for bp in self.bps.values():
+            bp.enabled = True
 
     def on_entry(self, bp) -> bool:
         tr = el2_traps.trap_at_entry()
@@ -80,9 +100,21 @@ class HvcCatch:
         return True
 
     def _on_stop(self, event):
+        if self.suspended:
+            return
         hit = isinstance(event, gdb.BreakpointEvent) and any(b in self.bps.values() for b in event.breakpoints)
         if hit and self.last is not None:
             gdb.write(el2_traps.format_trap(self.last) + "\n")
+            if not self.hinted:
+                self.hinted = True
+                try:
+                    other = t.cpu_at_el1()
+                except (gdb.error, RkvmError):
+                    other = None
+                if other is not None:
+                    gdb.write(f"  (GDB reads memory through the selected CPU, now at EL2 with its MMU off: to print "
+                              f"kernel variables select CPU {other}, at EL1, with 'thread {other + 1}'; rkvm "
+                              "commands do that by themselves)\n")
         try:
             self.arm()  # VBAR_EL2 may have moved while the guest ran
         except (gdb.error, RkvmError):
@@ -97,8 +129,33 @@ class HvcCatch:
             el2_symbols.InstallHookBreakpoint.listeners.remove(self._vbar_moved)
 
 
+def check_filter(imm: int | None, cpu: int | None) -> None:
+    """Refuse filters that can never match: imm16 is 16 bits (ESR_EL2.ISS[15:0] of an HVC64), and
+    the CPU must be one of this target's."""
+    if imm is not None and not 0 <= imm <= 0xFFFF:
+        raise RkvmError(f"--imm {imm:#x}: an HVC's immediate is 16 bits (0 to 0xffff), so this would never match")
+    if cpu is not None:
+        t.thread_for_cpu(cpu)  # "no CPU 9 (CPUs: 0, 1)"
+
+
 def _hvc_catch() -> HvcCatch | None:
     return STATE.hvc_catch
+
+
+@contextlib.contextmanager
+def catch_suspended(command: str):
+    """Run a block that resumes the guest with an armed `rkvm hvc catch` paused, and say so after."""
+    catch = _hvc_catch()
+    if catch is None or catch.suspended:
+        yield
+        return
+    catch.suspend()
+    try:
+        yield
+    finally:
+        catch.resume()
+        notice(f"rkvm: the armed hvc catch ({catch.filter.describe()}) was paused while {command} ran "
+               "(its stops would have cut the run short); it is armed again")
 
 
 @only_when(STOPPED)
@@ -127,6 +184,8 @@ Example:
         p.add_argument("--from-el", type=int, choices=(0, 1))
 
     def run(self, args):
+        if not args.off:
+            check_filter(args.imm, args.cpu)
         old = _hvc_catch()
         if old is not None:
             old.disarm()
@@ -269,6 +328,7 @@ Example:
         p.add_argument("--entries-only", action="store_true")
 
     def run(self, args):
+        check_filter(args.imm, args.cpu)
         count = args.count if args.count is not None else (None if args.seconds else 20)
         seconds = args.seconds if args.seconds is not None else 30.0
         if count is not None and count <= 0:
@@ -276,12 +336,15 @@ Example:
         deadline = Deadline(seconds)
         tracer = HvcTracer(HvcFilter(args.imm, args.cpu), count, live=not args.json, deadline=deadline,
                            returns=not args.entries_only)
-        tracer.arm()
+        if not seconds > 0:
+            raise RkvmError("--seconds must be above 0")
         start = time.monotonic()
-        try:
-            continue_until(deadline, quiet=args.json)  # Ctrl-C also ends it; the summary still stands
-        finally:
-            tracer.disarm()
+        with catch_suspended("hvc trace"):
+            tracer.arm()
+            try:
+                continue_until(deadline, quiet=args.json)  # Ctrl-C also ends it; the summary still stands
+            finally:
+                tracer.disarm()
         elapsed = time.monotonic() - start
         return {"traps": tracer.log, "summary": summarize(tracer.log), "total": len(tracer.log),
                 "seconds": elapsed, "complete": count is None or len(tracer.log) >= count}

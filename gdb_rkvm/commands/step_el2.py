@@ -1,16 +1,21 @@
+import time
+
 import gdb
 
 from ..argtypes import seconds
-from ..arch import disasm, pstate, sysregs
+from ..arch import disasm, pstate, sysregs, vectors
 from ..errors import RkvmError
 from ..target import el2_traps, kernel_facts
 from ..target import gdb_target as t
 from ..target.gdb_state import STATE
-from ..target.resume import Deadline, continue_until
+from ..target.resume import Deadline, continue_until, quiet_stepi
 from .base import STOPPED, RkvmCommand, only_when
-from .hvc import HvcFilter, HvcTracer
+from .hvc import HvcFilter, HvcTracer, catch_suspended
 
 GPRS = [f"x{n}" for n in range(31)] + ["sp"]
+
+# What to do in the guest to make an HVC happen: rkvm.ko's debugfs file (docs/hvc-abi.md).
+HVC_RECIPE = "echo ping 1 > /sys/kernel/debug/rkvm/hvc"
 
 
 def _snapshot(cpu: int) -> dict:
@@ -23,7 +28,21 @@ def _insn_at(pc: int, el: int) -> disasm.Insn:
     return disasm.disassemble(code, pc, 1)[0]
 
 
-def _note(insn: disasm.Insn, before: dict, after: dict) -> str:
+def _landings(insn: disasm.Insn, regs: dict, cpu: int) -> list[int]:
+    """Where one step of `insn` at EL2 can end: the next instruction, a branch target, ELR_EL2 for
+    an ERET, VBAR_EL2 + 0x200 for an exception taken at EL2 itself, and the instruction itself (QEMU
+    sometimes reports a step that executed nothing)."""
+    out = [insn.address, insn.address + 4, disasm.branch_target(insn)]
+    reg = disasm.branch_register(insn)
+    if reg in regs:
+        out.append(regs[reg])
+    if disasm.is_exception_return(insn):
+        out.append(t.read_register("ELR_EL2", cpu))
+    out.append(t.read_register("VBAR_EL2", cpu) + vectors.CURRENT_SPX_SYNC)
+    return out
+
+
+def _note(insn: disasm.Insn, before: dict, after: dict, namer) -> str:
     m = insn.mnemonic
     name = disasm.system_register_operand(insn)
     if name is not None:
@@ -34,8 +53,10 @@ def _note(insn: disasm.Insn, before: dict, after: dict) -> str:
         return (f"ERET: PSTATE <- SPSR_EL2 ({pstate.mode_name(after['cpsr'])}), PC <- ELR_EL2 ({after['pc']:#x})")
     if m == "hvc":
         return "HVC: exception to EL2, enters at VBAR_EL2 + 0x400"
-    if m in ("br", "blr", "b", "bl", "ret", "cbz", "cbnz") or m.startswith("b."):
-        return "branch taken" if after["pc"] != before["pc"] + 4 else "branch not taken"
+    if disasm.is_branch(insn):
+        taken = after["pc"] != before["pc"] + 4
+        sym = namer(after["pc"]) if taken else None
+        return ("branch taken" + (f" to <{sym}>" if sym else "")) if taken else "branch not taken"
     return ""
 
 
@@ -43,48 +64,67 @@ def _note(insn: disasm.Insn, before: dict, after: dict) -> str:
 class RkvmStepEl2(RkvmCommand):
     """Step through the EL2 code, one instruction at a time, until ERET takes the CPU back down.
 
-Usage: rkvm step-el2 [--max N] [--cpu N] [--json] [--explain]
-From EL1: runs to the next HVC into EL2 (or steps into it if the PC is on an `hvc`); at EL2: starts
-at once. Each instruction is printed once: address, symbol, disassembly, the registers it changed,
-and a note for MRS/MSR/ERET/HVC. Ends with the transition line. Other vCPUs stay stopped while it
-steps (scheduler-locking). At most N instructions (default 200).
+Usage: rkvm step-el2 [--max N] [--timeout S] [--cpu N] [--json] [--explain]
+At EL2 (stopped by `rkvm hvc catch`, say): steps from there. On an `hvc` at EL1: steps into it.
+Otherwise it lets the guest run until the next HVC enters EL2 on any CPU (at most S seconds, default
+60; Ctrl-C stops the wait) and says so first: nothing happens until the guest issues one. Make one
+from the guest's shell (`rkvm console` in another terminal; the console shows nothing while GDB
+holds the guest stopped, and comes alive while this command lets it run):
+  echo ping 1 > /sys/kernel/debug/rkvm/hvc
+Each instruction is printed once: address, symbol, disassembly, the registers it changed, and a
+note for MRS/MSR/ERET/HVC and branches. Ends with the transition line. Other vCPUs stay stopped
+while it steps (scheduler-locking). At most N instructions (default 200).
 Example:
   (gdb) rkvm step-el2
-  0x40a60400 <rkvm_vec_lower64_sync>    b #0x40a60b00                  branch taken
+  rkvm: CPU 1 was already at EL2, at 0x40a60400 <rkvm_vec_lower64_sync>: stepping from there
+    entry: EC 0x16 HVC64: HVC #0x4b from EL1h at 0xffff800078540060 <rkvm_hvc+0x40>
+  0x40a60400 <rkvm_vec_lower64_sync>    b #0x40a60b00 <rkvm_stub_el1_sync>    branch taken
   0x40a60b00 <rkvm_stub_el1_sync>       mrs x2, esr_el2                x2=0x5a00004b  reads ESR_EL2: ...
   ...
-  EL2h -> EL1h via ERET to 0xffff80007854005c <rkvm_hvc+0x3c> (ELR_EL2), SPSR_EL2 0x800000c5 (EL1h, DAIF masked: IF)"""
+  EL2h -> EL1h via ERET to 0xffff800078540064 <rkvm_hvc+0x44> (ELR_EL2), SPSR_EL2 0x80000005 (EL1h, ...)"""
 
     name = "step-el2"
     explains = True
 
     def add_arguments(self, p):
-        p.add_argument("--max", type=int, default=200)
+        p.add_argument("--max", type=int, default=200, help="at most this many instructions (>= 1)")
         p.add_argument("--timeout", type=seconds, default=60.0, help="seconds to wait for the next HVC")
         self.add_cpu_argument(p)
 
     def run(self, args):
+        if args.max < 1:
+            raise RkvmError(f"--max {args.max}: at least 1 instruction")
+        if not args.timeout > 0:
+            raise RkvmError(f"--timeout {args.timeout:g}: a number of seconds above 0")
         if args.cpu is not None:
             t.thread_for_cpu(args.cpu).switch()
         cpu = el2_traps.current_cpu()
-        entered = self._enter_el2(cpu, args.timeout)
+        entered, waited = self._enter_el2(cpu, args.timeout, announce=not args.json)
         cpu = el2_traps.current_cpu()
-        entry = el2_traps.trap_at_entry(cpu) if entered != "already at EL2" else None
-        marks = kernel_facts.landmarks([t.read_register("VBAR_EL2", cpu)])
-        steps, transition = [], None
+        start_pc = t.read_register("pc", cpu)
+        vbar = t.read_register("VBAR_EL2", cpu)
+        marks = kernel_facts.landmarks([vbar])
+        # the trap being taken, when the CPU is at one of the vector table's slots
+        entry = el2_traps.trap_at_entry(cpu) if vectors.contains(vbar, start_pc) else None
+
+        def namer(pc):
+            return kernel_facts.el2_symbol(pc, marks) if pc < 1 << 48 else t.symbol_at(pc)
+
+        steps, transition, self.repeated = [], None, 0
         old_lock = gdb.parameter("scheduler-locking")
         old_quiet = gdb.parameter("suppress-cli-notifications")
         gdb.execute("set scheduler-locking on", to_string=True)
-        gdb.execute("set suppress-cli-notifications on", to_string=True)  # no source line per stepi
+        gdb.execute("set suppress-cli-notifications on", to_string=True)  # no [Switching to thread]
         try:
-            for _ in range(max(1, args.max)):
+            for _ in range(args.max):
                 before = _snapshot(cpu)
                 insn = _insn_at(before["pc"], 2)
-                gdb.execute("stepi", to_string=True)
-                after = _snapshot(cpu)
+                after = self._step(insn, before, cpu)
                 changed = {r: after[r] for r in GPRS if after[r] != before[r]}
+                target = disasm.branch_target(insn)
+                text = insn.text() + (f" <{namer(target)}>" if target is not None and namer(target) else "")
                 steps.append({"pc": before["pc"], "symbol": kernel_facts.el2_symbol(before["pc"], marks),
-                              "insn": insn.text(), "changed": changed, "note": _note(insn, before, after)})
+                              "insn": text, "changed": changed, "note": _note(insn, before, after, namer)})
                 if pstate.current_el_from_cpsr(after["cpsr"]) < 2:
                     spsr = t.read_register("SPSR_EL2", cpu)
                     transition = {"from": pstate.mode_name(before["cpsr"]), "to": pstate.mode_name(after["cpsr"]),
@@ -94,44 +134,77 @@ Example:
         finally:
             gdb.execute(f"set scheduler-locking {old_lock}", to_string=True)
             gdb.execute(f"set suppress-cli-notifications {'on' if old_quiet else 'off'}", to_string=True)
-        return {"cpu": cpu, "entered": entered, "entry": entry, "steps": steps, "transition": transition}
+        return {"cpu": cpu, "entered": entered, "waited": waited, "start_pc": start_pc,
+                "start_symbol": namer(start_pc), "entry": entry, "steps": steps, "transition": transition,
+                "steps_repeated": self.repeated}
 
-    def _enter_el2(self, cpu: int, timeout: float) -> str:
+    def _step(self, insn, before: dict, cpu: int) -> dict:
+        """One instruction, once. QEMU's gdbstub can report a step that executed nothing (same PC,
+        same registers): that is stepped again, not printed twice."""
+        for _ in range(3):
+            quiet_stepi(_landings(insn, before, cpu))
+            after = _snapshot(cpu)
+            if after["pc"] != before["pc"] or disasm.branch_target(insn) == before["pc"]:
+                return after
+            self.repeated += 1
+        raise RkvmError(f"stepi at {before['pc']:#x} ({insn.text()}) did not advance in 3 tries")
+
+    def _enter_el2(self, cpu: int, timeout: float, announce: bool) -> tuple[str, float]:
         el = t.current_el(cpu)
         if el == 2:
-            return "already at EL2"
+            return "already at EL2", 0.0
         pc = t.read_register("pc", cpu)
         if el == 1 and _insn_at(pc, 1).mnemonic == "hvc":
             old = gdb.parameter("scheduler-locking")
             gdb.execute("set scheduler-locking on", to_string=True)
             try:
-                gdb.execute("stepi", to_string=True)
+                quiet_stepi([t.read_register("VBAR_EL2", cpu) + vectors.LOWER_A64_SYNC, pc + 4])
             finally:
                 gdb.execute(f"set scheduler-locking {old}", to_string=True)
             STATE.stop_cache.clear()
             if t.current_el(cpu) != 2:
                 raise RkvmError("stepping the hvc did not enter EL2")
-            return "stepped into the hvc"
+            return "stepped into the hvc", 0.0
         # run to the next HVC entry on any CPU, then follow that CPU
+        if not el2_traps.vbar_el2_by_cpu():
+            raise RkvmError("VBAR_EL2 is not set on any CPU yet: no HVC can enter EL2 (boot further first)")
+        if announce:
+            gdb.write(f"rkvm: CPU {cpu} is at EL{el}: letting the guest run until an HVC enters EL2 on any CPU "
+                      f"(at most {timeout:g} s; Ctrl-C stops). Nothing happens until the guest makes one: "
+                      f"in its shell ('rkvm console' in another terminal: blank while GDB holds the guest, "
+                      f"alive now), type\n        {HVC_RECIPE}\n")
+            gdb.flush()
         deadline = Deadline(timeout)
         tracer = _FirstEntry(deadline)
-        tracer.arm()
-        try:
-            continue_until(deadline)
-        finally:
-            tracer.disarm()
+        start = time.monotonic()
+        with catch_suspended("step-el2"):
+            tracer.arm()
+            try:
+                continue_until(deadline)
+            finally:
+                tracer.disarm()
+        waited = time.monotonic() - start
         STATE.stop_cache.clear()
         if tracer.cpu is None:
-            raise RkvmError(f"no HVC entered EL2 within {timeout:g} s (the target is stopped)")
+            if not deadline.passed():
+                raise RkvmError(f"interrupted after {waited:.1f} s: no HVC entered EL2 (the target is stopped)")
+            raise RkvmError(f"no HVC entered EL2 within {timeout:g} s (the target is stopped; make one with "
+                            f"'{HVC_RECIPE}' in the guest's shell while this command waits)")
         t.thread_for_cpu(tracer.cpu).switch()
-        return f"ran to the next HVC (CPU {tracer.cpu})"
+        return f"ran to the next HVC (CPU {tracer.cpu})", waited
 
     def format(self, r, args):
-        lines = [f"rkvm: CPU {r['cpu']}: {r['entered']}"]
+        at = f"{r['start_pc']:#x}" + (f" <{r['start_symbol']}>" if r["start_symbol"] else "")
+        head = {"already at EL2": f"rkvm: CPU {r['cpu']} was already at EL2, at {at}: stepping from there",
+                "stepped into the hvc": f"rkvm: CPU {r['cpu']} stepped into its hvc: now at {at}"}
+        lines = [head.get(r["entered"], f"rkvm: CPU {r['cpu']}: an HVC entered EL2 after {r['waited']:.1f} s, "
+                                        f"at {at}")]
         if r["entry"]:
             e = r["entry"]
             lines.append(f"  entry: {e['esr_summary']} from {e['from_mode']} at {e['caller']:#x}"
-                         + (f" <{e['caller_symbol']}>" if e["caller_symbol"] else ""))
+                         + (f" <{e['caller_symbol']}>" if e["caller_symbol"] else "")
+                         + f", x0 = {e['registers']['x0']:#x}" + (f" ({e['function']})" if e["function"] else "")
+                         + f", x1 = {e['registers']['x1']:#x}")
         for s in r["steps"]:
             sym = f"<{s['symbol']}>" if s["symbol"] else ""
             changed = " ".join(f"{k}={v:#x}" for k, v in s["changed"].items())
@@ -145,7 +218,8 @@ Example:
             lines.append(f"{tr['from']} -> {tr['to']} via {tr['via']} to {tr['pc']:#x}{sym} (ELR_EL2), "
                          f"SPSR_EL2 {tr['spsr']:#x} ({tr['spsr_summary']}); x0 = {tr['x0']:#x}")
         else:
-            lines.append(f"still at EL2 after {len(r['steps'])} instructions (--max)")
+            lines.append(f"still at EL2 after {len(r['steps'])} instructions (--max {len(r['steps'])}); "
+                         "run 'rkvm step-el2' again to go on")
         if args.explain and tr:
             lines.append("ERET restores PSTATE from SPSR_EL2 (so the EL and interrupt masks) and jumps to ELR_EL2: "
                          "the caller resumes right after its hvc, with the stub's result in x0.")
@@ -170,7 +244,7 @@ class _FirstEntry(HvcTracer):
     """Stops at the first entry to EL2 through Lower EL AArch64 Synchronous (any ESR)."""
 
     def __init__(self, deadline):
-        super().__init__(HvcFilter(), None, live=False, deadline=deadline)
+        super().__init__(HvcFilter(), None, live=False, deadline=deadline, returns=False)
         self.cpu = None
 
     def on_entry(self, bp) -> bool:

@@ -5,7 +5,7 @@ from ..target import el2_traps, kernel_facts
 from ..target import gdb_target as t
 from .base import STOPPED, RkvmCommand, only_when
 from ..target.resume import Deadline, continue_until
-from .hvc import HvcEntryBreakpoint
+from .hvc import HvcEntryBreakpoint, catch_suspended
 
 
 class _Timeline:
@@ -73,13 +73,18 @@ Example:
         p.add_argument("--seconds", type=seconds, default=30.0)
 
     def run(self, args):
+        if args.count < 1:
+            raise RkvmError(f"--count {args.count}: at least 1 entry")
+        if not args.seconds > 0:
+            raise RkvmError("--seconds must be above 0")
         deadline = Deadline(args.seconds)
-        tl = _Timeline(max(1, args.count), deadline)
-        tl.arm()
-        try:
-            continue_until(deadline)
-        finally:
-            tl.disarm()
+        tl = _Timeline(args.count, deadline)
+        with catch_suspended("trace-el"):
+            tl.arm()
+            try:
+                continue_until(deadline)
+            finally:
+                tl.disarm()
         return {"events": tl.events}
 
     def format(self, r, args):

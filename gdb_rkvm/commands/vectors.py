@@ -1,4 +1,5 @@
 from ..arch import disasm, regfields, vectors
+from ..errors import RkvmError
 from ..target import gdb_target as t
 from ..target import kernel_facts
 from ..vbar_el2 import classify
@@ -22,7 +23,7 @@ Example:
   (gdb) rkvm vectors el2
   VBAR_EL2 = 0x40a60000 on CPU 0: the rkvm EL2 stub
   +0x400  Lower EL using AArch64, Synchronous  0x40a60400 <rkvm_vec_lower64_sync>
-          0x40a60400  b #0x40a60b00"""
+          0x40a60400  b #0x40a60b00 <rkvm_stub_el1_sync>"""
 
     name = "vectors"
     explains = True
@@ -39,13 +40,18 @@ Example:
         mmu_on = regfields.mmu_enabled(t.read_register("SCTLR_EL2", cpu)) if el == 2 else True
         marks = kernel_facts.landmarks([vbar] if el == 2 else [])
         table = read_vector_table(el, vbar, mmu_on)
+        if args.count < 0:
+            raise RkvmError(f"--count {args.count}: 0 or more instructions per slot")
+
+        def name(addr):
+            return kernel_facts.el2_symbol(addr, marks) if el == 2 and not mmu_on else t.symbol_at(addr)
+
         slots = []
-        for off, name in vectors.slots():
+        for off, slot in vectors.slots():
             addr = vbar + off
-            sym = kernel_facts.el2_symbol(addr, marks) if el == 2 and not mmu_on else t.symbol_at(addr)
-            insns = disasm.disassemble(table[off:off + vectors.SLOT_SIZE], addr, max(0, args.count))
-            slots.append({"offset": off, "slot": name, "address": addr, "symbol": sym,
-                          "instructions": [{"address": i.address, "text": i.text()} for i in insns]})
+            insns = disasm.disassemble(table[off:off + vectors.SLOT_SIZE], addr, args.count)
+            slots.append({"offset": off, "slot": slot, "address": addr, "symbol": name(addr),
+                          "instructions": [{"address": i.address, "text": _with_target(i, name)} for i in insns]})
         return {"cpu": cpu, "el": el, "vbar": vbar, "physical": el == 2 and not mmu_on,
                 "points_at": classify(vbar, marks).text if el == 2 else None, "slots": slots}
 
@@ -61,6 +67,13 @@ Example:
         if args.explain:
             lines.append(_explain(r))
         return "\n".join(lines)
+
+
+def _with_target(insn: disasm.Insn, name) -> str:
+    """The instruction, and the symbol a direct branch goes to: `b #0x40d04cc4 <rkvm_stub_unexpected>`."""
+    target = disasm.branch_target(insn)
+    sym = name(target) if target is not None else None
+    return insn.text() + (f" <{sym}>" if sym else "")
 
 
 def _explain(r) -> str:

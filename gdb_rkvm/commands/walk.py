@@ -30,16 +30,22 @@ Example:
     def run(self, args):
         cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
         va = translation.address_of(args.va)
-        return {**translation.translate(va, cpu, args.regime, args.stage), "cpu": cpu}
+        r = {**translation.translate(va, cpu, args.regime, args.stage), "cpu": cpu, "symbol": t.symbol_at(va)}
+        if r["fault"] and args.stage == 1 and args.regime == "el1":
+            r["why"] = translation.init_sections_note(va)
+        return r
 
     def format(self, r, args):
         return format_walk(r, args.explain)
 
 
 def format_walk(r: dict, explain: bool = False) -> str:
+    sym = f" <{r['symbol']}>" if r.get("symbol") else ""
     if not r["steps"] and r.get("note"):
-        return f"VA {r['va']:#x}: {r['note']}; PA {r['pa']:#x}"
-    head = (f"VA {r['va']:#x} via {r['table_register']} ({r['regime']}, {r['granule'] // 1024}K granule, "
+        if r["fault"]:
+            return f"VA {r['va']:#x}{sym}: {r['note']}\n{r['fault']}"
+        return f"VA {r['va']:#x}{sym}: {r['note']}; PA {r['pa']:#x}"
+    head = (f"VA {r['va']:#x}{sym} via {r['table_register']} ({r['regime']}, {r['granule'] // 1024}K granule, "
             f"{r['ia_bits']}-bit, start level {r['start_level']})")
     lines = [head]
     if r.get("note"):
@@ -50,6 +56,8 @@ def format_walk(r: dict, explain: bool = False) -> str:
             lines.append("      " + _explain_step(s))
     if r["fault"]:
         lines.append(f"unmapped: {r['fault']}")
+        if r.get("why"):
+            lines.append(f"  ({r['why']})")
     else:
         size = r["mapping_size"]
         kind = "block" if r["steps"][-1]["kind"] == "block" else "page"

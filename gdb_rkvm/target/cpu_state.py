@@ -1,6 +1,6 @@
 """Per-CPU EL state as plain dicts, built from gdb_target reads and arch decoders."""
 
-from ..arch import decode, pstate, regfields
+from ..arch import decode, disasm, esr, pstate, regfields
 from ..errors import RkvmError
 from ..vbar_el2 import classify
 from . import gdb_target as t
@@ -21,7 +21,7 @@ def cpu_summary(cpu: int, marks) -> dict:
     el = pstate.current_el_from_cpsr(cpsr)
     vbar = _maybe("VBAR_EL2", cpu)
     target = classify(vbar, marks) if vbar is not None else None
-    pc_sym = kernel_facts.el2_symbol(pc, marks) if el == 2 else t.symbol_at(pc)
+    pc_sym = kernel_facts.code_symbol(pc, el, marks)
     return {
         "cpu": cpu, "el": el, "mode": pstate.mode_name(cpsr), "pc": pc, "pc_symbol": pc_sym,
         "vbar_el2": vbar, "vbar_el2_kind": target.kind if target else None,
@@ -52,10 +52,22 @@ def el_picture(cpu: int, marks) -> dict:
             # ELR_EL2 is an EL1 VA when EL2 was entered from EL1 and a PA when taken from EL2 itself
             entry["symbol"] = t.symbol_at(value) or kernel_facts.el2_symbol(value, marks)
         regs[name] = entry
+    elr2, spsr2 = regs["ELR_EL2"]["value"], regs["SPSR_EL2"]["value"]
+    if elr2 is not None and spsr2 is not None and pstate.exception_level(spsr2) == 2:
+        # taken at EL2 itself: ELR_EL2 is the physical address of the EL2 instruction that trapped
+        try:
+            regs["ELR_EL2"]["insn"] = disasm.disassemble(t.read_physical(elr2, 4), elr2, 1)[0].text()
+        except RkvmError:
+            pass
+    for el in (1, 2):
+        e = regs[f"ESR_EL{el}"]
+        if e["value"] is not None and esr.never_taken(e["value"]):
+            e["summary"] = esr.never_taken_summary(el)
     vbar = regs["VBAR_EL2"]["value"]
     return {
         "cpu": cpu, "el": pstate.current_el_from_cpsr(cpsr), "mode": pstate.mode_name(cpsr), "cpsr": cpsr,
-        "pc": t.read_register("pc", cpu), "pc_symbol": t.symbol_at(t.read_register("pc", cpu)),
+        "pc": t.read_register("pc", cpu),
+        "pc_symbol": kernel_facts.code_symbol(t.read_register("pc", cpu), pstate.current_el_from_cpsr(cpsr), marks),
         "registers": regs,
         "hcr_el2_set": decode.decode("HCR_EL2", regs["HCR_EL2"]["value"]).summary
         if regs["HCR_EL2"]["value"] is not None else None,

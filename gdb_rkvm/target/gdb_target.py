@@ -149,6 +149,39 @@ def _check_range(addr: int, size: int, what: str) -> None:
         raise RkvmError(f"cannot read {size} bytes at {what} {addr:#x}: past the end of the 64-bit address space")
 
 
+def cpu_at_el1() -> int | None:
+    """The first vCPU at EL1 (where the kernel's virtual addresses translate), or None."""
+    for n, _ in cpu_threads():
+        if current_el(n) == 1:
+            return n
+    return None
+
+
+def evaluate_in_kernel_view(evaluate, expression: str):
+    """`evaluate()` (a GDB expression evaluation) as the kernel sees memory.
+
+    GDB reads memory through the selected vCPU's current regime; at EL2 (MMU off) a kernel VA is
+    read as a physical address and fails. Then the expression is evaluated again with a CPU at EL1
+    selected (kernel memory is the same on every CPU), unless it names a register ($...), whose
+    value would then be another CPU's."""
+    try:
+        return evaluate()
+    except gdb.MemoryError:
+        thread = gdb.selected_thread()
+        if thread is None or current_el(cpu_of(thread)) != 2:
+            raise
+        here = cpu_of(thread)
+        other = cpu_at_el1()
+        if other is None:
+            raise RkvmError(f"'{expression}' reads kernel memory, and every CPU is at EL2 (MMU off: addresses are "
+                            "physical there); step one back to EL1 first ('rkvm step-el2')") from None
+        if "$" in expression:
+            raise RkvmError(f"'{expression}' reads kernel memory, which CPU {here} cannot see from EL2 (MMU off); "
+                            f"select CPU {other}, at EL1, with 'thread {other + 1}'") from None
+        with on_thread(thread_for_cpu(other)):
+            return evaluate()
+
+
 def read_virtual(addr: int, size: int) -> bytes:
     """Bytes at a virtual address, translated by the selected vCPU's current regime."""
     _check_range(addr, size, "VA")

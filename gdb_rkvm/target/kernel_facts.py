@@ -18,15 +18,19 @@ def ram_ranges() -> list[tuple[int, int]]:
     key = ("ram",)
     if key in STATE.stop_cache:
         return STATE.stop_cache[key]
-    ranges = []
-    try:
+    def memblock() -> list[tuple[int, int]]:
         mem = gdb.parse_and_eval("memblock.memory")
+        out = []
         for i in range(min(int(mem["cnt"]), 128)):
             r = mem["regions"][i]
             base, size = int(r["base"]), int(r["size"])
             if size:
-                ranges.append((base, base + size))
-    except gdb.error:
+                out.append((base, base + size))
+        return out
+
+    try:
+        ranges = t.evaluate_in_kernel_view(memblock, "memblock.memory")
+    except (gdb.error, RkvmError):
         ranges = []
     if not ranges and STATE.session is not None:
         argv = STATE.session.argv
@@ -44,11 +48,37 @@ def kimage_voffset() -> int | None:
 
 
 def hyp_stub_pa() -> int | None:
-    """PA of the kernel's __hyp_stub_vectors: a kernel-image symbol, so VA - kimage_voffset."""
+    """PA of the kernel's __hyp_stub_vectors: a kernel-image symbol, so VA - kimage_voffset; before
+    the kernel has set kimage_voffset (early boot), from where its Image is in RAM."""
     va, off = t.symbol_address("__hyp_stub_vectors"), kimage_voffset()
-    if va is None or not off:
+    if va is None:
         return None
+    if not off:
+        return _boot_pa("__hyp_stub_vectors")
     return (va - off) & t.MASK64
+
+
+def _boot_pa(symbol: str) -> int | None:
+    from . import boot  # boot builds on this module
+    try:
+        return boot.pa_of(symbol)
+    except (RkvmError, gdb.error):
+        return None
+
+
+def code_symbol(pc: int, el: int, marks: VectorLandmarks) -> str | None:
+    """Name a CPU's PC: an EL2 PC is physical; an EL1 PC is virtual, except while the kernel still
+    runs with its MMU off in early boot (a PA inside the Image)."""
+    if el == 2:
+        return el2_symbol(pc, marks)
+    sym = t.symbol_at(pc)
+    if sym is None and pc >> 48 == 0 and pc:
+        from . import boot
+        try:
+            sym = boot.symbol_of_pa(pc)
+        except (RkvmError, gdb.error):
+            sym = None
+    return sym
 
 
 def is_rkvm_stub(pa: int) -> bool:
@@ -83,4 +113,10 @@ def el2_symbol(pa: int, marks: VectorLandmarks) -> str | None:
     off = kimage_voffset()
     if off and any(s <= pa < e for s, e in marks.ram):
         return t.symbol_at((pa + off) & t.MASK64)
+    if not off:   # early boot: the kernel image by where it was loaded
+        from . import boot
+        try:
+            return boot.symbol_of_pa(pa)
+        except (RkvmError, gdb.error):
+            return None
     return None

@@ -35,3 +35,27 @@ def continue_until(deadline: Deadline, quiet: bool = True, grace: float = 1.0) -
         pass  # "Quit" or an interrupted continue: the target is stopped either way
     finally:
         timer.cancel()
+
+
+class _Landing(gdb.Breakpoint):
+    """Where a single step may land. GDB prints no frame (neither on the CLI nor as an MI console
+    record) for a stop at a silent breakpoint, which a plain `stepi` always does."""
+
+    def __init__(self, address: int):
+        super().__init__(f"*{address:#x}", internal=True)
+        self.silent = True
+
+
+def quiet_stepi(landings) -> None:
+    """One `stepi` of the selected thread without GDB's source-line chatter: silent breakpoints on
+    every address it may land on (`landings`: the next instruction, a branch target, ELR for an
+    ERET, a vector for an exception). Landing elsewhere still works, GDB then prints its line."""
+    bps = []
+    try:
+        for address in sorted(set(a & 0xFFFFFFFFFFFFFFFF for a in landings if a is not None)):
+            bps.append(_Landing(address))
+        gdb.execute("stepi", to_string=True)
+    finally:
+        for bp in bps:
+            if bp.is_valid():
+                bp.delete()

@@ -59,8 +59,12 @@ def translate(va: int, cpu: int | None = None, regime: str = "el1", stage: int =
             raise RkvmError(f"IPA {va:#x} is larger than the {geo.ia_bits}-bit IPA space (VTCR_EL2.T0SZ)")
     elif regime == "el2":
         if not regfields.mmu_enabled(regs["SCTLR_EL2"]):
-            return {"va": va, "pa": va, "regime": "EL2", "note": "EL2 MMU off (SCTLR_EL2.M = 0): EL2 addresses "
-                    "are physical, VA = PA", "steps": [], "fault": None}
+            note = "EL2 MMU off (SCTLR_EL2.M = 0): EL2 addresses are physical, there are no tables to walk"
+            if va >> MAX_PA_BITS:
+                return {"va": va, "pa": None, "regime": "EL2", "note": note, "steps": [],
+                        "fault": f"{va:#x} is no address at EL2: as a physical address it is beyond any "
+                                 f"({MAX_PA_BITS} bits at most); a kernel VA is walked with --regime el1"}
+            return {"va": va, "pa": va, "regime": "EL2", "note": note + ", VA = PA", "steps": [], "fault": None}
         geo = _geometry(lambda: pt.stage1_geometry(regs["TCR_EL2"], upper=False, el2_regime=True))
         base, ia, table_reg, mair, note = regs["TTBR0_EL2"], va, "TTBR0_EL2", regs["MAIR_EL2"], None
         if va >> geo.ia_bits:
@@ -84,6 +88,18 @@ def translate(va: int, cpu: int | None = None, regime: str = "el1", stage: int =
     out.update(va=va, table_register=table_reg, table_base=pt.table_base(base, geo),
                regime="stage 2" if stage == 2 else ("EL2" if regime == "el2" else "EL1&0"), note=note)
     return out
+
+
+MAX_PA_BITS = 52   # the largest physical address size AArch64 defines (ID_AA64MMFR0_EL1.PARange 0b0110)
+
+
+def init_sections_note(va: int) -> str | None:
+    """Why a kernel-image VA inside __init_begin..__init_end does not translate after boot."""
+    begin, end = t.symbol_address("__init_begin"), t.symbol_address("__init_end")
+    if begin is None or end is None or not begin <= va < end:
+        return None
+    return ("this address is in the kernel's init sections (__init_begin..__init_end: .init.text, "
+            ".init.data), which the kernel frees once boot is done (free_initmem()): unmapped on purpose")
 
 
 def _geometry(make):
@@ -128,18 +144,29 @@ def kernel_layout(cpu: int | None = None) -> KernelLayout:
 
 
 def address_of(expr: str) -> int:
-    """A number, or a symbol/expression GDB can evaluate to an address ('rkvm_stub_el1_sync', '&x')."""
+    """A number, or a symbol/expression GDB can evaluate to an address ('rkvm_stub_el1_sync', '&x').
+    Kernel variables are read as the kernel sees them even when the selected CPU is at EL2."""
     text = expr.strip()
     try:
-        return int(text.replace("_", ""), 0) & t.MASK64
+        value = int(text.replace("_", ""), 0)
     except ValueError:
         pass
-    try:
+    else:
+        if not 0 <= value <= t.MASK64:
+            raise RkvmError(f"{text} is not a 64-bit address")
+        return value
+
+    def evaluate() -> int:
         value = gdb.parse_and_eval(text)
+        if value.type.strip_typedefs().code in (gdb.TYPE_CODE_FUNC, gdb.TYPE_CODE_ARRAY):
+            value = value.address
+        elif value.type.strip_typedefs().code not in (gdb.TYPE_CODE_PTR, gdb.TYPE_CODE_INT):
+            value = value.address
+        return int(value.cast(gdb.lookup_type("unsigned long"))) & t.MASK64
+
+    try:
+        return t.evaluate_in_kernel_view(evaluate, text)
+    except gdb.MemoryError as e:
+        raise RkvmError(f"'{text}': {e}") from None
     except gdb.error as e:
         raise RkvmError(f"'{text}' is neither an address nor a symbol GDB knows ({e})") from None
-    if value.type.strip_typedefs().code in (gdb.TYPE_CODE_FUNC, gdb.TYPE_CODE_ARRAY):
-        value = value.address
-    elif value.type.strip_typedefs().code not in (gdb.TYPE_CODE_PTR, gdb.TYPE_CODE_INT):
-        value = value.address
-    return int(value.cast(gdb.lookup_type("unsigned long"))) & t.MASK64

@@ -79,13 +79,17 @@ def describe(vbar: int) -> dict:
             "lower64_sync": insns, "symbol": kernel_facts.el2_symbol(vbar + vectors.LOWER_A64_SYNC, marks)}
 
 
-def format_move(cpus: list[int], old: int, new: dict) -> str:
+def format_move(cpus: list[int], old: int, new: dict, via: int | None = None) -> str:
+    """One line for a move. `via`: the hyp-stub's PA when the move started at 0 (reset) and went
+    through the kernel's hyp-stub between two stops (init_el2 installs it on every CPU that boots
+    at EL2)."""
     what = new["owner"] or new["what"]
     if not new["owner"] and new.get("not_searched"):
         what += f" ({new['not_searched'][0]})"
     code = "; ".join(new["lower64_sync"]) or "unreadable"
     sym = f" <{new['symbol']}>" if new["symbol"] else ""
-    return (f"rkvm: VBAR_EL2 moved on CPU {', '.join(map(str, cpus))}: {old:#x} -> {new['vbar']:#x}: {what}; "
+    path = f"{old:#x} -> {via:#x} (the kernel's hyp-stub, set at boot) -> " if via is not None else f"{old:#x} -> "
+    return (f"rkvm: VBAR_EL2 moved on CPU {', '.join(map(str, cpus))}: {path}{new['vbar']:#x}: {what}; "
             f"+0x400{sym}: {code}")
 
 
@@ -113,5 +117,6 @@ def on_stop(event=None) -> None:
         except (RkvmError, gdb.error, ValueError, OverflowError) as e:
             notice(f"rkvm: VBAR_EL2 moved on CPU {', '.join(map(str, cpus))} to {new:#x} ({e})")
             continue
-        STATE.vbar_moves.append({"cpus": cpus, "old": old, **info})
-        notice(format_move(cpus, old, info))
+        via = hyp if old == 0 and hyp is not None else None
+        STATE.vbar_moves.append({"cpus": cpus, "old": old, "via": via, **info})
+        notice(format_move(cpus, old, info, via))

@@ -23,7 +23,10 @@ def markdown(r: dict) -> str:
     lines = ["# rkvm triage report", ""]
     verdict = {"healthy": "no findings", "findings": f"{len(r['findings'])} finding(s)",
                "failed": "triage failed"}[r["status"]]
-    lines += [f"**Result: {verdict}.** {md_text(r['reason'])}", ""]
+    reason = r["reason"]
+    if reason.startswith(verdict):   # "3 finding(s): codes": the count is in the verdict already
+        reason = reason[len(verdict):].lstrip(": ")
+    lines += [f"**Result: {verdict}.** {md_text(reason)}".rstrip(), ""]
     run = r["run"]
     lines += [f"- profile {md_inline_code(str(run.get('profile')))}, "
               f"mode {md_inline_code(run.get('mode') or 'default')}, "

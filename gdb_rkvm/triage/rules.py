@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, field
 
 from ..arch import esr, vectors
 
+MASK64 = (1 << 64) - 1
+
 
 @dataclass
 class Finding:
@@ -142,6 +144,8 @@ def el2_fault_at_kernel_va(snap: dict, ctx: dict) -> list[Finding]:
             addr = elr if ec == 0x21 else far
             if addr is None or not is_kernel_va(addr):
                 continue
+            if ec == 0x25 and _stack_push_fault(c, rec) is not None:
+                continue   # a push on SP_EL2 = 0 wraps to 0xffff...fff0: el2-stack-unset's case, not a kernel VA
             key = (ec, addr)
             if key not in groups:
                 groups[key] = {"cpus": [], "esr": esr_v, "elr": elr, "source": source}
@@ -169,11 +173,59 @@ def el2_fault_at_kernel_va(snap: dict, ctx: dict) -> list[Finding]:
     return out
 
 
+def _merge(code: str, severity: str, per_cpu: list[tuple[int, list[str]]], summary, explanation: str) -> Finding:
+    """One finding for several CPUs in the same state: evidence every CPU shares is said once, the
+    rest prefixed with its CPU. summary(cpus_text, plural) words the summary."""
+    cpus = [n for n, _ in per_cpu]
+    lists = [ev for _, ev in per_cpu]
+    common = [e for e in lists[0] if all(e in ev for ev in lists[1:])]
+    evidence = [f"CPU {n}: {e}" for n, ev in per_cpu for e in ev if e not in common] + common
+    if len(cpus) > 1 and len(common) == len(lists[0]) and all(len(ev) == len(common) for ev in lists):
+        evidence.append(f"(the same on CPU {', '.join(map(str, cpus))})")
+    text = ", ".join(map(str, cpus))
+    return Finding(code, severity, cpus, summary(f"CPU {text}", len(cpus) > 1), evidence, explanation)
+
+
+def _stack_push_fault(c: dict, rec: dict | None) -> list[str] | None:
+    """Evidence that an EL2 exception was a push on an SP_EL2 that was never set: a data abort taken
+    at EL2 itself (ESR_ELx.EC 0x25, vector +0x200), by an instruction that stores through sp, at
+    FAR_EL2 just below SP_EL2. None when the dots do not connect."""
+    regs = c.get("el", {}).get("registers", {})
+    rec = rec or {}
+    esr_v = rec.get("esr", regs.get("ESR_EL2", {}).get("value"))
+    far = rec.get("far", regs.get("FAR_EL2", {}).get("value"))
+    elr = rec.get("elr", regs.get("ELR_EL2", {}).get("value"))
+    sp = c.get("summary", {}).get("sp_el2")
+    if None in (esr_v, far, elr, sp) or esr.exception_class(esr_v) != esr.EC_DABT_CUR:
+        return None
+    below = (sp - far) & MASK64
+    if not 0 < below <= 0x1000:
+        return None
+    elr_reg = regs.get("ELR_EL2", {})
+    insn = elr_reg.get("insn") if elr_reg.get("value") == elr else None
+    if insn is not None and "[sp" not in insn:
+        return None
+    sym = f" <{elr_reg['symbol']}>" if elr_reg.get("value") == elr and elr_reg.get("symbol") else ""
+    ev = [f"ELR_EL2 {elr:#x}{sym}: `{insn}`, a store through sp" if insn else f"ELR_EL2 {elr:#x}{sym}",
+          f"FAR_EL2 {far:#x} = SP_EL2 ({sp:#x}) - {below:#x}: the address the push wrote"
+          + (", wrapped below 0 to no physical address (EL2's MMU is off)" if sp < below else "")]
+    if rec.get("vector") == vectors.CURRENT_SPX_SYNC:
+        ev.append("vector +0x200 (Current EL with SPx, Synchronous): the fault was taken at EL2 itself, "
+                  "by EL2 code running on SP_EL2")
+    return ev
+
+
+SP_EL2_FROM_EL2 = ("SP_EL2 can only be set by code running at EL2 (`mov sp, xN` at EL2h; MSR SP_EL2 is for "
+                   "EL3): from EL1 that takes an HVC to EL2 code that sets it, like the rkvm stub's "
+                   "RKVM_HVC_SET_STACK, on every CPU before any HVC whose handler uses the stack.")
+
+
 def el2_parked(snap: dict, ctx: dict) -> list[Finding]:
-    out = []
     park = snap.get("rkvm_stub_park")
     stuck = ctx.get("el2_stuck", {})
     records = (snap.get("stub") or {}).get("records", {})
+    groups: dict[str, list[tuple[int, list[str]]]] = {}
+    pushes = False
     for c in snap["cpus"]:
         s, n = c.get("summary", {}), c["cpu"]
         if s.get("el") != 2:
@@ -187,26 +239,35 @@ def el2_parked(snap: dict, ctx: dict) -> list[Finding]:
         ev = [f"PC {s['pc']:#x}" + (f" <{s['pc_symbol']}>" if s.get("pc_symbol") else "") + " at EL2"]
         if esr_v is not None:
             ev.append(f"ESR_EL2 {esr_v:#x}: {esr.decode(esr_v).summary}")
-        for name in ("ELR_EL2", "FAR_EL2"):
-            if regs.get(name, {}).get("value") is not None:
-                ev.append(f"{name} {regs[name]['value']:#x}")
         rec = (records.get(str(n)) or records.get(n) or {}).get("fault")
+        push = _stack_push_fault(c, rec)
+        for name in ("ELR_EL2", "FAR_EL2"):
+            if regs.get(name, {}).get("value") is not None and not push:
+                ev.append(f"{name} {regs[name]['value']:#x}")
         if rec:
             ev.append(f"stub fault record: ESR {rec['esr']:#x} ({esr.decode(rec['esr']).summary}), "
                       f"ELR {rec['elr']:#x}, vector +{rec['vector']:#x}, {rec['count']} fault(s)")
+        if push:
+            ev += push
+            pushes = True
         how = ("parked in rkvm_stub_park after an exception the stub did not expect" if parked else
                "looping in the EL2 vector table: each attempt to handle the exception faults again")
-        out.append(Finding("el2-parked", "error", [n], f"CPU {n} is stuck at EL2, {how}", ev,
-                           "A CPU stuck at EL2 stops answering the kernel (IPIs, RCU), so the system hangs "
-                           "without a message: EL2 exceptions are not reported by the kernel. ESR_EL2 says "
-                           "what went wrong at EL2; ELR_EL2 where."))
-    return out
+        groups.setdefault(how, []).append((n, ev))
+    explanation = ("A CPU stuck at EL2 stops answering the kernel (IPIs, RCU), so the system hangs without a "
+                   "message: EL2 exceptions are not reported by the kernel. ESR_EL2 says what went wrong at EL2; "
+                   "ELR_EL2 where.")
+    if pushes:
+        explanation += (" Here the EL2 handler pushed on its stack, and SP_EL2 had never been set, so the push "
+                        "went below it, to an address that is no memory. " + SP_EL2_FROM_EL2)
+    return [_merge("el2-parked", "error", per_cpu,
+                   lambda who, many, how=how: f"{who} {'are' if many else 'is'} stuck at EL2, {how}", explanation)
+            for how, per_cpu in groups.items()]
 
 
 def el2_stack_unset(snap: dict, ctx: dict) -> list[Finding]:
-    out = []
     records = (snap.get("stub") or {}).get("records", {})
     stub_pas = set(snap.get("rkvm_stub_pas", []))
+    per_cpu, any_uses = [], False
     for c in snap["cpus"]:
         s, n = c.get("summary", {}), c["cpu"]
         vbar, sp = s.get("vbar_el2"), s.get("sp_el2")
@@ -214,18 +275,26 @@ def el2_stack_unset(snap: dict, ctx: dict) -> list[Finding]:
         rec = records.get(str(n)) or records.get(n)
         never_set = vbar in stub_pas and rec is not None and rec["stack_top"] == 0
         if never_set or (sp == 0 and uses):
-            out.append(Finding(
-                "el2-stack-unset", "error" if uses else "warning", [n],
-                f"CPU {n}: SP_EL2 was never set for the EL2 code, which uses the stack",
-                [f"SP_EL2 = {sp:#x}" if sp is not None else "SP_EL2 unreadable",
-                 "the stub's record of the SP_EL2 it set on this CPU is 0" if never_set else "SP_EL2 is 0",
-                 "the EL2 code at VBAR_EL2 addresses memory through sp" if uses else ""],
-                "Nothing sets SP_EL2 after early boot (the kernel's hyp-stub needs no stack), and it is not "
-                "reliably 0: it can still point into memory the kernel now owns. EL2 code that pushes "
-                "without setting it first overwrites kernel memory, or faults. Set SP_EL2 on each CPU "
-                "(a per-CPU stack from alloc_pages(), its PA) before any HVC that uses the stack."))
-            out[-1].evidence = [e for e in out[-1].evidence if e]
-    return out
+            any_uses = any_uses or bool(uses)
+            if sp is None:
+                value = "SP_EL2 unreadable"
+            elif sp == 0:
+                value = "SP_EL2 = 0x0: a push wraps below 0, to no memory (the CPU faults at EL2)"
+            else:
+                value = (f"SP_EL2 = {sp:#x}: left over from early boot, in memory the kernel owns "
+                         "(a push overwrites it silently)")
+            ev = [value, "the stub's record of the SP_EL2 it set on this CPU is 0" if never_set else "",
+                  "the EL2 code at VBAR_EL2 addresses memory through sp" if uses else ""]
+            per_cpu.append((n, [e for e in ev if e]))
+    if not per_cpu:
+        return []
+    return [_merge("el2-stack-unset", "error" if any_uses else "warning", per_cpu,
+                   lambda who, many: f"{who}: SP_EL2 was never set for the EL2 code, which uses the stack",
+                   "Nothing sets SP_EL2 after early boot (the kernel's hyp-stub needs no stack), and what it holds "
+                   "differs per CPU: a physical address early boot used, now kernel memory, or 0 on a CPU that "
+                   "never needed one. EL2 code that pushes without setting it first overwrites kernel memory, or "
+                   "faults. Give each CPU a stack (alloc_pages(), its PA) before any HVC that uses it. "
+                   + SP_EL2_FROM_EL2)]
 
 
 def cpu_stuck(snap: dict, ctx: dict) -> list[Finding]:

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -212,6 +213,25 @@ def _save_serial_log(sess_dir: Path, out: Path) -> None:
         pass
 
 
+def _probe(gdb_address: str, timeout: float = 3.0) -> None:
+    """A gdbstub to attach to must accept a connection (a Unix socket path or HOST:PORT): say so at
+    once instead of after GDB's own retries. (QEMU's gdbstub takes the next client once this probe
+    has closed.)"""
+    try:
+        if "/" in gdb_address and ":" not in gdb_address:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout)
+                s.connect(gdb_address)
+        else:
+            host, _, port = gdb_address.rpartition(":")
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                pass
+    except OSError as e:
+        why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise RkvmError(f"--attach {guest_text.escape(gdb_address)}: cannot connect to QEMU's gdbstub ({why}); "
+                        "give the socket path or HOST:PORT of QEMU's -gdb option") from None
+
+
 def triage(opts: TriageOptions) -> tuple[int, dict]:
     """Run one triage; returns (exit code, report dict). Always writes a report into opts.out.
 
@@ -229,9 +249,12 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
     old_env = os.environ.get("RKVM_SESSION_DIR")
     os.environ["RKVM_SESSION_DIR"] = str(sess_dir)
     try:
-        if opts.until not in UNTIL and not (opts.until.startswith("event:") and opts.until[6:] in stub_abi.EVENTS):
+        if opts.until not in UNTIL and not opts.until.startswith("event:"):
             raise RkvmError(f"--until {guest_text.escape(opts.until)}: expected one of {', '.join(UNTIL)} "
-                            f"or event:NAME ({', '.join(sorted(stub_abi.EVENTS))})")
+                            "or event:NAME")
+        if opts.until.startswith("event:") and opts.until[6:] not in stub_abi.EVENTS:
+            raise RkvmError(f"--until {guest_text.escape(opts.until)}: no such rkvm.ko event (one of: "
+                            f"{', '.join('event:' + e for e in sorted(stub_abi.EVENTS))})")
         vmlinux = profiles.load(opts.profile, opts.overrides).gdb.get("vmlinux", "")
         if not vmlinux or not Path(vmlinux).is_file():
             raise RkvmError(f"vmlinux not found: {vmlinux or '(none in the profile)'} (triage needs kernel symbols; "
@@ -240,6 +263,7 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
             raise RkvmError("--run types into a console; an --attach'ed QEMU's console is not ours")
         if opts.attach:
             attached = session.external(opts.attach, opts.profile, opts.overrides)
+            _probe(attached.gdb_address)
             os.environ["RKVM_ATTACH"] = json.dumps(attached.__dict__)
         else:
             sess = session.start(opts.profile, mode=opts.mode, smp=opts.smp, append=opts.append,

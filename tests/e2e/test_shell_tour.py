@@ -1,7 +1,5 @@
-"""`rkvm shell` driven through prompt_toolkit's own pipe input, and `rkvm tour` end to end."""
+"""`rkvm shell` driven through prompt_toolkit's own pipe input (the tour: test_tour.py)."""
 
-import subprocess
-import sys
 
 import pytest
 from prompt_toolkit.application import create_app_session
@@ -9,10 +7,8 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from gdb_rkvm.paths import REPO
 from gdb_rkvm.shell import RkvmCompleter, Shell, gdb_completions
 from gdb_rkvm.target.mi import GdbMi
-from tests.conftest import no_new_qemu
 
 pytestmark = pytest.mark.lab
 
@@ -51,14 +47,3 @@ def test_shell_round_trip(lab_built, start_lab, tmp_path):
     assert shell.toolbar.startswith("CPU0 EL2h 0x40000000")
     assert "rkvm status" in (tmp_path / "history").read_text()   # persistent history
 
-
-def test_tour_runs_every_step(lab_built, session_dir):
-    with no_new_qemu():
-        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "tour"], cwd=REPO, capture_output=True, text=True,
-                             timeout=300)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr
-    out = res.stdout
-    for marker in ("=== 1. Reset", "the kernel's hyp-stub (__hyp_stub_vectors)", "rkvm: installed-cpu on cpu",
-                   "rkvm_vec_lower64_sync", "HVC #0x4b from EL1h", "EL2h -> EL1h via ERET",
-                   "virt_to_phys() is not valid here: this is a module address", "The end"):
-        assert marker in out, marker

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gdb_rkvm.arch import decode, esr, mair, pstate, sysregs, vectors
+from gdb_rkvm.arch import decode, esr, mair, pstate, regfields, sysregs, vectors
+from gdb_rkvm.commands.format import fields_block
 from gdb_rkvm.arch.fields import bits
 
 
@@ -122,9 +123,37 @@ def test_every_64bit_spsr_decodes(value):
 def test_every_64bit_hcr_decodes(value):
     d = decode.decode("HCR_EL2", value)
     flags = {f.name for f in d.fields if f.meaning == "set"}
-    assert ("VM" in flags) == bool(value & 1)
     assert ("RW" in flags) == bool(value >> 31 & 1)
-    assert ("E2H" in flags) == bool(value >> 34 & 1)
+    # the fields HCR_EL2 is known for are always there, 0 included, with what the value means
+    assert d.field("VM").value == value & 1 and d.field("VM").meaning
+    assert d.field("E2H").value == value >> 34 & 1 and d.field("E2H").meaning
+    assert f"VM={d.field('VM').meaning}" in d.summary
+
+
+@given(st.integers(min_value=0, max_value=(1 << 64) - 1))
+def test_sctlr_el2_always_shows_m_and_marks_what_differs_from_reset(value):
+    d = decode.decode("SCTLR_EL2", value)
+    m = d.field("M")
+    assert m is not None and m.value == value & 1
+    assert ("EL2 MMU off" in m.meaning) == (not value & 1)
+    assert "M=EL2 MMU" in d.summary
+    assert m.to_dict()["reset"] == 0
+    full = decode.decode("SCTLR_EL2", value, all_fields=True)
+    # --all: every field of the table, single-bit zeros included; the one-line summary is the same
+    assert {f.name for f in full.fields} == {f.name for f in regfields.SCTLR_EL2}
+    assert full.summary == d.summary
+    assert {f.name for f in d.fields} <= {f.name for f in full.fields}
+
+
+def test_sctlr_el2_of_the_lab():
+    # 0x30c50830 (RES1 bits, EOS, EIS; M = C = I = 0): the bit that matters most is in the summary
+    d = decode.decode("SCTLR_EL2", 0x30C50830)
+    assert d.summary.startswith("EOS EIS, M=EL2 MMU off (EL2 addresses are physical), C=")
+    block = fields_block([f.to_dict() for f in d.fields])
+    assert "M[0] = 0x0  EL2 MMU off" in block and "reset value" not in block  # M, C, I are at their reset 0
+    # with the I-cache on (I = 1, as a hypervisor sets it), the field is marked as changed since reset
+    block = fields_block([f.to_dict() for f in decode.decode("SCTLR_EL2", 0x30C51830).fields])
+    assert "I[12] = 0x1  EL2 instruction caches on  (reset value 0x0)" in block
 
 
 @given(st.sampled_from(decode.decodable()), st.integers(min_value=0, max_value=(1 << 64) - 1))
@@ -187,3 +216,43 @@ def test_vector_slots():
     assert vectors.slot_name(0x204) == "Current EL with SPx, Synchronous"
     assert vectors.slot_name(0x800) == "not in the vector table"
     assert vectors.is_aligned(0x40A60000) and not vectors.is_aligned(0x40A60400)
+
+
+def test_vbar_el2_not_set_yet_is_no_disagreement():
+    from gdb_rkvm.vbar_el2 import VectorLandmarks, warnings
+    marks = VectorLandmarks(hyp_stub_pa=0x4046E000, ram=[(0x40000000, 0xC0000000)])
+    assert warnings({0: 0x4046E000, 1: 0}, marks) == []            # CPU 1 still in reset
+    assert warnings({0: 0x4046E000, 1: 0x40A60000, 2: 0}, marks)[0].startswith(
+        "CPUs disagree on VBAR_EL2 (CPU 0: 0x4046e000; CPU 1: 0x40a60000)")
+
+
+def test_never_taken_is_exactly_an_all_zero_syndrome():
+    assert esr.never_taken(0) and "no exception taken to EL2 yet" in esr.never_taken_summary(2)
+    assert not esr.never_taken(esr_value(0x00, 0))        # EC 0 with IL 1: a real UNKNOWN exception
+    assert not esr.never_taken(0x5A000000)
+
+
+def test_branch_targets_and_registers():
+    from gdb_rkvm.arch import disasm
+    b = disasm.disassemble((0x14000000 | (0x700 >> 2)).to_bytes(4, "little"), 0x40A60400)[0]   # b +0x700
+    assert disasm.branch_target(b) == 0x40A60B00 and disasm.is_branch(b)
+    tbnz = disasm.disassemble(bytes.fromhex("a1000037"), 0x1000)[0]   # tbnz w1, #0, +0x14
+    assert tbnz.mnemonic == "tbnz" and disasm.branch_target(tbnz) == 0x1014
+    ret = disasm.disassemble(bytes.fromhex("c0035fd6"), 0x1000)[0]
+    assert disasm.branch_register(ret) == "x30" and disasm.branch_target(ret) is None
+    br = disasm.disassemble(bytes.fromhex("60001fd6"), 0x1000)[0]    # br x3
+    assert disasm.branch_register(br) == "x3"
+    mov = disasm.disassemble(bytes.fromhex("e0031faa"), 0x1000)[0]   # mov x0, xzr
+    assert not disasm.is_branch(mov)
+
+
+def test_image_header_and_where_to_look():
+    from gdb_rkvm import kernel_layout as kl
+    header = bytearray(0x40)
+    header[0x10:0x18] = (0x5C0000).to_bytes(8, "little")
+    header[0x38:0x3C] = b"ARM\x64"
+    h = kl.parse_image_header(bytes(header))
+    assert h is not None and h.image_size == 0x5C0000 and h.text_offset == 0
+    assert kl.parse_image_header(bytes(0x40)) is None and kl.parse_image_header(b"ARM\x64") is None
+    cands = kl.image_base_candidates(0x40000000)
+    assert 0x40200000 in cands and all(c % 0x80000 == 0 for c in cands)

@@ -91,3 +91,12 @@ def test_paint_only_adds_escapes(text):
         stripped = stripped.replace(code, "")
     assert stripped == text.replace(PALETTE.address, "").replace(PALETTE.symbol, "").replace(
         PALETTE.verdict, "").replace(style.RESET, "")
+
+
+def test_shell_toolbar_error_is_one_line():
+    from gdb_rkvm.shell import toolbar_error
+    assert toolbar_error("rkvm cpus: the target is running: interrupt it first (Ctrl-C or 'interrupt')").startswith(
+        "CPUs: running (Ctrl-C")
+    long = "'rkvm cpus --json' failed: Remote connection closed\nmore\nand more"
+    assert toolbar_error(long) == "CPUs: 'rkvm cpus --json' failed: Remote connection closed"
+    assert "\n" not in toolbar_error("x" * 500) and len(toolbar_error("x" * 500)) <= 110

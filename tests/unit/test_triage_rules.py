@@ -53,11 +53,16 @@ def test_vmalloc_bug_findings():
              origins={f"{bad:#x}": origin})
     f = rules.diagnose(s, {"el2_stuck": {0: bad + 0x200, 1: bad + 0x200}})
     c = codes(f)
-    assert c.count("el2-parked") == 2 and "vbar-el2-not-ram" in c and "vbar-el2-from-virt-to-phys" in c
+    # both CPUs loop the same way: one finding for both, its evidence said once
+    assert c.count("el2-parked") == 1 and "vbar-el2-not-ram" in c and "vbar-el2-from-virt-to-phys" in c
     v2p = next(x for x in f if x.code == "vbar-el2-from-virt-to-phys")
     assert v2p.cpus == [0, 1] and "rkvm_stub_blob" in v2p.evidence[0] and "0x40ce0000" in v2p.evidence[1]
     parked = next(x for x in f if x.code == "el2-parked")
     assert any("EC 0x21" in e for e in parked.evidence)   # instruction abort at EL2, decoded
+    assert parked.cpus == [0, 1] and parked.summary.startswith("CPU 0, 1 are stuck at EL2, looping")
+    assert parked.evidence[-1] == "(the same on CPU 0, 1)" and not any(e.startswith("CPU ") for e in parked.evidence)
+    md = report.markdown(report.build("findings", "x", f, s, {}, {"profile": "lab"}))
+    assert md.count("`el2-parked`") == 1
 
 
 def test_parked_in_the_stub_with_its_fault_record():
@@ -74,11 +79,48 @@ def test_parked_in_the_stub_with_its_fault_record():
 def test_stack_unset_from_the_stub_record_or_a_zero_sp():
     s = snap([cpu(0), cpu(1)], stub_records=records(stack_top=0))
     f = rules.diagnose(s, {})
-    assert codes(f) == ["el2-stack-unset", "el2-stack-unset"]
+    assert codes(f) == ["el2-stack-unset"] and f[0].cpus == [0, 1]
+    assert "HVC" in f[0].explanation and "only be set by code running at EL2" in f[0].explanation
     s = snap([cpu(0, vbar=0x41000000, kind="ram", sp_el2=0)], uses_stack=True)
     assert codes(rules.diagnose(s, {})) == ["el2-stack-unset"]
     s = snap([cpu(0, vbar=0x41000000, kind="ram", sp_el2=0)], uses_stack=False)
     assert rules.diagnose(s, {}) == []
+
+
+def test_nostack_push_fault_connects_the_dots():
+    # mode=nostack on the lab: CPU 1's SP_EL2 is 0, the ping's `stp x4, x5, [sp, #-0x10]!` at EL2 faults
+    # (DABT_CUR, FAR = 0 - 16) into the stub's +0x200 vector, which parks it; CPU 0 holds a stale SP_EL2.
+    park, elr = STUB + 0xD18, STUB + 0xB88
+    rec = records(stack_top=0)
+    rec["1"]["fault"] = {"count": 1, "esr": 0x96000040, "elr": elr, "far": 0xFFFFFFFFFFFFFFF0, "spsr": 0x3C9,
+                         "vector": 0x200, "x0": 0x524B0001, "mpidr": 0x80000001}
+    c1 = cpu(1, el=2, pc=park, sym="rkvm_stub_park", sp_el2=0, esr=0x96000040)
+    c1["el"]["registers"].update(ELR_EL2={"value": elr, "symbol": "rkvm_stub_ping",
+                                          "insn": "stp x4, x5, [sp, #-0x10]!"},
+                                 FAR_EL2={"value": 0xFFFFFFFFFFFFFFF0})
+    s = snap([cpu(0, sp_el2=0x40739000), c1], stub_records=rec, park=park)
+    f = {x.code: x for x in rules.diagnose(s, {})}
+    assert sorted(f) == ["el2-parked", "el2-stack-unset"]
+    ev = "\n".join(f["el2-parked"].evidence)
+    assert "ELR_EL2 0x40a60b88 <rkvm_stub_ping>: `stp x4, x5, [sp, #-0x10]!`, a store through sp" in ev
+    assert "FAR_EL2 0xfffffffffffffff0 = SP_EL2 (0x0) - 0x10: the address the push wrote, wrapped below 0" in ev
+    assert "vector +0x200 (Current EL with SPx, Synchronous): the fault was taken at EL2 itself" in ev
+    assert "RKVM_HVC_SET_STACK" in f["el2-parked"].explanation
+    unset = f["el2-stack-unset"]
+    assert unset.cpus == [0, 1]
+    assert any(e.startswith("CPU 0: SP_EL2 = 0x40739000: left over from early boot") for e in unset.evidence)
+    assert any(e.startswith("CPU 1: SP_EL2 = 0x0: a push wraps below 0") for e in unset.evidence)
+    # the same fault without a store through sp is not blamed on the stack
+    c1["el"]["registers"]["ELR_EL2"]["insn"] = "ldr x0, [x1]"
+    assert "store through sp" not in "\n".join(rules.el2_parked(s, {})[0].evidence)
+
+
+def test_report_header_says_the_count_once():
+    s = snap([cpu(0), cpu(1)], stub_records=records(stack_top=0))
+    f = rules.diagnose(s, {})
+    md = report.markdown(report.build("findings", "1 finding(s): el2-stack-unset", f, s, {}, {"profile": "lab"}))
+    header = next(line for line in md.splitlines() if line.startswith("**Result"))
+    assert header.count("finding") == 1 and "el2-stack-unset" in header
 
 
 def test_panic_finding_carries_message_and_backtrace():

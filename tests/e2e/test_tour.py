@@ -1,0 +1,91 @@
+"""`rkvm tour` end to end: every step without a terminal, and one step at a time on one."""
+
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gdb_rkvm.paths import REPO
+from gdb_rkvm.tour import STEPS
+from tests.conftest import no_new_qemu
+
+pytestmark = pytest.mark.lab
+
+
+def test_every_step_names_what_to_look_at():
+    assert len(STEPS) >= 10
+    for step in STEPS:
+        assert step.title and step.text and step.commands and step.look.strip(), step.title
+    assert STEPS[-1].your_turn and "@you" in STEPS[-1].commands   # it ends with the learner's own HVC
+
+
+def test_tour_without_a_terminal_shows_every_step(lab_built, session_dir):
+    t0 = time.monotonic()
+    with no_new_qemu():
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "tour"], cwd=REPO, capture_output=True,
+                             text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    out = res.stdout
+    assert out.startswith("rkvm tour: stdin is not a terminal: every step follows without pausing")
+    assert [int(n) for n in re.findall(r"=== Step (\d+) of \d+", out)] == list(range(1, len(STEPS) + 1))
+    assert out.count("\nLook at: ") == len(STEPS)
+    assert "-- Enter" not in out
+    for marker in ("held in reset", "rkvm: boot-hyp-stub on cpu 0:", "<__hyp_stub_vectors>",
+                   "rkvm: boot-eret on cpu 0:", "in EL1h (SPSR_EL2 0x3c5)", "x0=0x3 (HVC_FINALISE_EL2)",
+                   "x0 = 0xbadca11", "rkvm: cpu-start on cpu 1:", "<secondary_entry>", "rkvm: installed-cpu on cpu",
+                   "HVC #0x4b from EL1h", "virt_to_phys() is not valid here: this is a module address",
+                   "(typing for you, as in --all:) guest # echo ping 0x2a", "The end"):
+        assert marker in out, marker
+    assert out.count("EL2h -> EL1h via ERET") >= 3            # the hyp-stub, the ping, the learner's HVC
+    # the learner's ping: the stub's result, and the guest printing the same x0
+    x0 = 0x2A ^ 0x524B564D
+    assert f"x0 = {x0:#x}" in out and f"| x0={x0:#x}" in out
+    assert not re.search(r"^\d+\t|\.S:\d+", out, re.M)       # no GDB source-line chatter from step-el2
+    assert time.monotonic() - t0 < 240
+
+
+def _read_until(fd: int, text: str, timeout: float, seen: list) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in "".join(seen):
+        left = deadline - time.monotonic()
+        assert left > 0, f"{text!r} not shown within {timeout} s: {''.join(seen)[-1500:]}"
+        ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+        if ready:
+            try:
+                seen.append(os.read(fd, 65536).decode(errors="replace"))
+            except OSError:
+                break
+    return "".join(seen)
+
+
+def test_tour_on_a_terminal_waits_for_enter_and_quits_on_q(lab_built, session_dir):
+    master, slave = pty.openpty()
+    seen: list = []
+    with no_new_qemu():
+        proc = subprocess.Popen([sys.executable, "-m", "gdb_rkvm.cli", "tour"], cwd=REPO, stdin=slave,
+                                stdout=slave, stderr=slave, close_fds=True)
+        os.close(slave)
+        try:
+            out = _read_until(master, "-- Enter: step 2 of", 120, seen)
+            assert "Step 1 of" in out and "Look at: " in out and "not a terminal" not in out
+            time.sleep(1.0)
+            out = "".join(seen) + (os.read(master, 65536).decode(errors="replace")
+                                   if select.select([master], [], [], 0.2)[0] else "")
+            assert "Step 2 of" not in out                          # it waits for Enter
+            os.write(master, b"\n")
+            out = _read_until(master, "-- Enter: step 3 of", 120, seen)
+            assert "Step 2 of" in out and "rkvm: boot-hyp-stub on cpu 0" in out
+            os.write(master, b"q\n")
+            assert proc.wait(timeout=60) == 0
+            out = _read_until(master, "QEMU is stopped", 10, seen)
+            assert "rkvm tour: ended" in out and "Step 3 of" not in out
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+            os.close(master)
