@@ -228,7 +228,8 @@ def _probe(gdb_address: str, timeout: float = 3.0) -> None:
                 pass
     except OSError as e:
         why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-        raise RkvmError(f"--attach {guest_text.escape(gdb_address)}: cannot connect to QEMU's gdbstub ({why}); "
+        shown = guest_text.escape(gdb_address)
+        raise RkvmError(f"--attach {shown}: cannot connect to QEMU's gdbstub at {shown} ({why}); "
                         "give the socket path or HOST:PORT of QEMU's -gdb option") from None
 
 
