@@ -28,7 +28,7 @@ records open per stream. Pure: no GDB.
 """
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .arch import esr as esr_mod
 
@@ -45,7 +45,9 @@ _FAR = re.compile(r"\.\.\.with FAR " + _HEX)
 _ELR = re.compile(r"\.\.\.with ELR " + _HEX)
 _TO = re.compile(r"\.\.\.to EL([0-3]) PC " + _HEX + r" PSTATE 0x([0-9a-fA-F]{1,8})")
 _PSCI = "...handled as PSCI call"
-_CONTINUATIONS = (("from", _FROM), ("esr", _ESR), ("far", _FAR), ("elr", _ELR), ("to", _TO))
+_CONTINUATIONS = {"from": _FROM, "esr": _ESR, "far": _FAR, "elr": _ELR, "to": _TO}
+_CONTINUATION_KIND = {"from": "from", "to E": "to"}
+_WITH = {"ESR": "esr", "FAR": "far", "ELR": "elr"}
 _RETURN = re.compile(r"Exception return from AArch(64|32) EL([0-3]) to AArch(64|32) EL([0-3]) PC " + _HEX)
 _ILLEGAL = re.compile(r"Illegal exception return at EL([0-3]): resuming execution at " + _HEX)
 
@@ -59,9 +61,10 @@ CLASSES = ("hvc", "smc", "svc", "dabt", "iabt", "irq", "fiq", "serror", "sysreg"
            "debug", "align", "illegal", "other")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class Entry:
-    """One exception taken, as QEMU logged it. Fields QEMU did not write are None."""
+    """One exception taken, as QEMU logged it. Fields QEMU did not write are None. Made by StreamParser,
+    numbered by Timeline (seq), never changed after that."""
 
     cpu: int
     number: int                 # QEMU's exception index (11 = EXCP_HVC...)
@@ -77,7 +80,7 @@ class Entry:
     inferred: bool = False      # assembled from interleaved lines of several CPUs
     seq: int = 0                # order within its CPU (exact), from 1
 
-    kind = "entry"
+    kind = "entry"   # class attributes (slots): not fields
 
     @property
     def ec(self) -> int | None:
@@ -104,9 +107,9 @@ class Entry:
         return self.pc & 0x780 if self.pc is not None else None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class Return:
-    """One exception return (ERET)."""
+    """One exception return (ERET). cpu, entry, inferred and seq are filled in by Timeline."""
 
     cpu: int | None
     from_el: int
@@ -210,12 +213,17 @@ class StreamParser:
         return []
 
     def _continuation(self, text: str) -> list:
-        kind, m = "psci", None
-        if text != _PSCI:
-            found = ((k, rx.fullmatch(text)) for k, rx in _CONTINUATIONS)
-            kind, m = next(((k, mm) for k, mm in found if mm), (None, None))
+        if text == _PSCI:
+            kind, m = "psci", None
+        else:
+            head = text[3:7]
+            kind = _WITH.get(text[8:11]) if head == "with" else _CONTINUATION_KIND.get(head)
             if kind is None:
                 return []   # AArch32 details and other lines this parser does not use
+            m = _CONTINUATIONS[kind].fullmatch(text)
+            if m is None:
+                self.dropped += 1
+                return []
         if not self.pending:
             self.dropped += 1
             return []
@@ -275,7 +283,7 @@ class Timeline:
                 if stream in self.held and self.per_cpu and len(parser.cpus) == 1:
                     for r in self.held.pop(stream):
                         out.append(self._return(r, ev.cpu, False))
-                ev = replace(ev, seq=self._next_seq(ev.cpu))
+                ev.seq = self._next_seq(ev.cpu)
                 if not ev.psci:
                     st = self.stack.setdefault(ev.cpu, [])
                     st.append(ev)
@@ -326,7 +334,8 @@ class Timeline:
                         self.arrival.pop(id(gone), None)
                     del st[i:]
                     break
-        return replace(ev, cpu=cpu, entry=entry, inferred=inferred, seq=self._next_seq(cpu))
+        ev.cpu, ev.entry, ev.inferred, ev.seq = cpu, entry, inferred, self._next_seq(cpu)
+        return ev
 
 
 @dataclass(frozen=True)
@@ -336,10 +345,15 @@ class Filter:
     el2_only: bool = False
     classes: frozenset = frozenset()
     cpu: int | None = None
+    imm: int | None = None      # HVC/SMC/SVC immediate (a return: its entry's)
 
     def keep(self, ev) -> bool:
         if self.cpu is not None and ev.cpu != self.cpu:
             return False
+        if self.imm is not None:
+            entry = ev if isinstance(ev, Entry) else ev.entry
+            if entry is None or entry.imm16 != self.imm:
+                return False
         if self.el2_only:
             if isinstance(ev, Entry) and ev.to_el != 2:
                 return False

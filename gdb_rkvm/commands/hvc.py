@@ -5,6 +5,7 @@ import gdb
 from ..argtypes import seconds
 from ..arch.vectors import LOWER_A64_SYNC
 from ..errors import RkvmError
+from ..guest_text import escape
 from ..target import el2_symbols, el2_traps
 from ..target import gdb_target as t
 from ..target.gdb_state import STATE, StopCheckBreakpoint, notice
@@ -242,19 +243,71 @@ def summarize(log: list[dict]) -> list[dict]:
     return [{"cpu": c, "imm16": i, "function": f, "count": n} for (c, i, f), n in sorted(rows.items())]
 
 
+def log_trace_rows(events: list[dict], entries_only: bool) -> list[dict]:
+    """Entries (with the return that pairs with each) from the exception log, numbered."""
+    rows, by_seq = [], {}
+    for e in events:
+        if e["kind"] == "entry":
+            caller = (e["elr"] - 4) if e["class"] in ("hvc", "smc") and e["elr"] is not None else e["elr"]
+            row = {"n": len(rows) + 1, "cpu": e["cpu"], "class": e["class"], "imm16": e["imm16"],
+                   "caller": caller, "caller_symbol": e["caller_symbol"] or e["elr_symbol"], "from_el": e["from_el"],
+                   "to_el": e["to_el"], "handler": e["pc"], "handler_symbol": e["pc_symbol"],
+                   "psci_by_qemu": e["psci_by_qemu"], "returned_to": None, "inferred": e["inferred"]}
+            rows.append(row)
+            by_seq[(e["cpu"], e["seq"])] = row
+        elif not entries_only and e.get("entry_seq") is not None:
+            row = by_seq.get((e["cpu"], e["entry_seq"]))
+            if row is not None:
+                row["returned_to"] = e["pc"]
+    return rows
+
+
+def format_log_row(r: dict) -> str:
+    sym = f" <{escape(r['caller_symbol'])}>" if r["caller_symbol"] else ""
+    what = f"{r['class'].upper()} #{r['imm16']:#x}" if r["imm16"] is not None else r["class"].upper()
+    cpu = "?" if r["cpu"] is None else r["cpu"]
+    caller = "?" if r["caller"] is None else f"{r['caller']:#x}"
+    line = f"#{r['n']:<4} CPU {cpu}{'~' if r['inferred'] else ' '} {what} at {caller}{sym}"
+    if r["psci_by_qemu"]:
+        return line + "  -> PSCI, answered by QEMU"
+    if r["handler"] is not None:
+        hsym = f" <{escape(r['handler_symbol'])}>" if r["handler_symbol"] else ""
+        line += f"  -> EL{r['to_el']} {r['handler']:#x}{hsym}"
+    if r["returned_to"] is not None:
+        line += f"  returned to {r['returned_to']:#x}"
+    return line
+
+
+def summarize_log(rows: list[dict]) -> list[dict]:
+    counts = {}
+    for r in rows:
+        key = (-1 if r["cpu"] is None else r["cpu"], r["class"], r["imm16"] if r["imm16"] is not None else -1,
+               r["caller_symbol"] or (f"{r['caller']:#x}" if r["caller"] is not None else "?"))
+        counts[key] = counts.get(key, 0) + 1
+    return [{"cpu": None if c < 0 else c, "class": k, "imm16": None if i < 0 else i, "caller": f, "count": n}
+            for (c, k, i, f), n in sorted(counts.items())]
+
+
 @only_when(STOPPED)
 class RkvmHvcTrace(RkvmCommand):
-    """Log every HVC into EL2 and the x0 it returns, without stopping; a summary at the end.
+    """Log every HVC into EL2 (and SMC with --smc) without stopping; a summary at the end.
 
-Usage: rkvm hvc trace [--count N] [--seconds S] [--imm N] [--cpu N] [--entries-only] [--json]
+Usage: rkvm hvc trace [--count N] [--seconds S] [--imm N] [--cpu N] [--smc] [--entries-only] [--json]
+       rkvm hvc trace --args [--count N] [--seconds S] [--imm N] [--cpu N] [--entries-only] [--json]
 Runs the guest until N traps were logged or S seconds passed (default: 20 traps, 30 s); Ctrl-C
-ends it cleanly with the summary. Entries are caught at VBAR_EL2 + 0x400, returns at the EL2
-code's ERET instructions; --entries-only skips the returns (one stop per trap instead of two, so
-about twice the rate, without the returned x0).
+ends it cleanly with the summary. By default the traps come from QEMU's exception log, on every CPU
+and from reset if the guest is there, with no stop at all: the caller (ELR - 4) symbolized, the
+immediate, the EL2 handler it entered, where its ERET returned. --smc adds SMCs (PSCI calls QEMU
+answers itself show as such).
+--args: breakpoints instead, for the register values the log does not carry: entries at
+VBAR_EL2 + 0x400 with x0 (named: hyp-stub, rkvm and SMCCC/PSCI function IDs) and x1, returns at the
+EL2 code's ERETs with the returned x0; --entries-only skips the returns (one stop per trap, not two).
 Example:
   (gdb) rkvm hvc trace --count 2
+  #1    CPU 0  HVC #0x4b at 0xffff800078540058 <rkvm_hvc+0x38>  -> EL2 0x4099c400 <rkvm_vec_lower64_sync>
+        returned to 0xffff80007854005c   (one line on screen)
+  (gdb) rkvm hvc trace --args --count 2
   #1    CPU 0  HVC #0x4b at 0xffff800078540058 <rkvm_hvc+0x38>  x0=0x524b0001 RKVM_HVC_PING x1=0x0 -> x0=0x524b564d
-  #2    CPU 0  HVC #0x4b at 0xffff800078540058 <rkvm_hvc+0x38>  x0=0x524b0001 RKVM_HVC_PING x1=0x1 -> x0=0x524b564c
   CPU  imm16  function        count
   0    0x4b   RKVM_HVC_PING   2
   total 2 traps in 0.4 s"""
@@ -267,12 +320,18 @@ Example:
         p.add_argument("--imm", type=lambda s: parse_int(s, "immediate"))
         self.add_cpu_argument(p)
         p.add_argument("--entries-only", action="store_true")
+        p.add_argument("--smc", action="store_true", help="SMCs too (from the exception log)")
+        p.add_argument("--args", action="store_true", help="breakpoints, with x0/x1 and the returned x0")
 
     def run(self, args):
         count = args.count if args.count is not None else (None if args.seconds else 20)
         seconds = args.seconds if args.seconds is not None else 30.0
         if count is not None and count <= 0:
             raise RkvmError("--count must be positive")
+        if not args.args:
+            return self._from_log(args, count, seconds)
+        if args.smc:
+            raise RkvmError("--smc reads the exception log; with --args use 'rkvm smc catch' for SMC registers")
         deadline = Deadline(seconds)
         tracer = HvcTracer(HvcFilter(args.imm, args.cpu), count, live=not args.json, deadline=deadline,
                            returns=not args.entries_only)
@@ -283,10 +342,36 @@ Example:
         finally:
             tracer.disarm()
         elapsed = time.monotonic() - start
-        return {"traps": tracer.log, "summary": summarize(tracer.log), "total": len(tracer.log),
-                "seconds": elapsed, "complete": count is None or len(tracer.log) >= count}
+        return {"source": "breakpoints", "traps": tracer.log, "summary": summarize(tracer.log),
+                "total": len(tracer.log), "seconds": elapsed,
+                "complete": count is None or len(tracer.log) >= count}
+
+    def _from_log(self, args, count, seconds):
+        from .. import exclog
+        from ..target import el_log
+        classes = frozenset({"hvc", "smc"} if args.smc else {"hvc"})
+        r = el_log.trace(exclog.Filter(classes=classes, cpu=args.cpu, imm=args.imm), count, seconds,
+                         keep_returns=not args.entries_only)
+        rows = log_trace_rows([e.to_dict() for e in r.events], args.entries_only)
+        if not args.json:
+            for row in rows:
+                gdb.write(format_log_row(row) + "\n")
+        return {"source": "exception log", "traps": rows, "summary": summarize_log(rows), "total": len(rows),
+                "seconds": r.seconds, "seen": r.seen, "stopped_by": r.stopped_by, "log_unread": r.log_unread,
+                "complete": count is None or len(rows) >= count}
 
     def format(self, r, args):
+        if r["source"] == "exception log":
+            lines = [f"{'CPU':<4} {'class':<5} {'imm16':<6} {'caller':<28} count"]
+            for s in r["summary"]:
+                imm = f"{s['imm16']:#x}" if s["imm16"] is not None else "-"
+                cpu = "?" if s["cpu"] is None else s["cpu"]
+                lines.append(f"{cpu:<4} {s['class']:<5} {imm:<6} {escape(s['caller']):<28} {s['count']}")
+            lines.append(f"total {r['total']} traps in {r['seconds']:.1f} s ({r['seen']} transitions read from the "
+                         f"log, stopped by {r['stopped_by']})")
+            if r["log_unread"]:
+                lines.append(f"({r['log_unread'] >> 10} KiB of log written after the stop was asked: not read)")
+            return "\n".join(lines)
         lines = [f"{'CPU':<4} {'imm16':<6} {'function':<22} count"]
         lines += [f"{s['cpu']:<4} {s['imm16']:<#6x} {s['function']:<22} {s['count']}" for s in r["summary"]]
         lines.append(f"total {r['total']} traps in {r['seconds']:.1f} s")

@@ -37,6 +37,7 @@ class TriageOptions:
     overrides: dict = field(default_factory=dict)
     smp: int | None = None
     attach: str | None = None           # a gdbstub someone else started: Unix socket path or HOST:PORT
+    ram_file: bool = True               # guest RAM in the session's file (physical reads without the gdbstub)
 
 
 class Watch:
@@ -243,7 +244,7 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
             os.environ["RKVM_ATTACH"] = json.dumps(attached.__dict__)
         else:
             sess = session.start(opts.profile, mode=opts.mode, smp=opts.smp, append=opts.append,
-                                 overrides=opts.overrides, directory=sess_dir)
+                                 overrides=opts.overrides, directory=sess_dir, ram_file=opts.ram_file)
             run_info["cmdline"] = sess.kernel_cmdline
         mi = GdbMi()
         if "attached to" not in mi.startup_output:
@@ -304,4 +305,5 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
 def options_from_args(args) -> TriageOptions:
     return TriageOptions(profile=args.profile, mode=args.mode, append=args.append, until=args.until,
                          timeout=args.timeout, out=Path(args.out), run=args.run, settle=args.settle,
-                         overrides=profiles.parse_overrides(args.set), smp=args.smp, attach=args.attach)
+                         overrides=profiles.parse_overrides(args.set), smp=args.smp, attach=args.attach,
+                         ram_file=not getattr(args, "no_ram_file", False))
