@@ -199,3 +199,21 @@ def is_psci_result(value: int) -> bool:
     w = value & MASK32
     signed = w - (1 << 32) if w >> 31 else w
     return signed in PSCI_RETURNS or 0 <= signed < (1 << 31) and w != 0xBADCA11
+
+
+# SMC #imm16 (A64): 1101 0100 000 imm16 000 11; HVC #imm16 the same with 10 in [1:0] (Arm ARM, "SMC", "HVC").
+SMC_MASK, SMC_BITS, HVC_BITS = 0xFFE0001F, 0xD4000003, 0xD4000002
+
+
+def conduit_instructions(code: bytes, base: int, bits: int = SMC_BITS) -> list[tuple[int, int]]:
+    """(address, imm16) of every SMC (or, with bits=HVC_BITS, HVC) instruction in little-endian A64
+    code starting at `base` (4-byte aligned words)."""
+    out = []
+    top = code[3::4]              # the most significant byte of each word: 0xd4 for both
+    i = top.find(0xD4)
+    while i != -1:
+        word = int.from_bytes(code[4 * i:4 * i + 4], "little")
+        if word & SMC_MASK == bits:
+            out.append((base + 4 * i, word >> 5 & 0xFFFF))
+        i = top.find(0xD4, i + 1)
+    return out

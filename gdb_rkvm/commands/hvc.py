@@ -19,7 +19,7 @@ class HvcFilter:
         self.imm, self.cpu, self.from_el = imm, cpu, from_el
 
     def matches(self, tr: dict) -> bool:
-        if not tr["is_hvc"]:
+        if not (tr["is_hvc"] or tr.get("is_smc")):
             return False
         if self.imm is not None and tr["imm16"] != self.imm:
             return False
@@ -50,11 +50,45 @@ class HvcEntryBreakpoint(StopCheckBreakpoint):
             return True
 
 
-class HvcCatch:
-    """`rkvm hvc catch`: stop at HVC entries to EL2 that match a filter; follows VBAR_EL2 at every stop."""
+class SmcSiteBreakpoint(StopCheckBreakpoint):
+    """On an SMC instruction of the kernel (EL1 VA, not executed yet): decides in stop()."""
 
-    def __init__(self, flt: HvcFilter):
+    def __init__(self, va: int, imm: int, owner):
+        super().__init__(f"*{va:#x}", internal=True)
+        self.silent = True
+        self.va, self.imm, self.owner = va, imm, owner
+
+    def check(self):
+        try:
+            return self.owner.on_smc(self)
+        except (gdb.error, RkvmError) as e:
+            gdb.write(f"rkvm: smc breakpoint at {self.va:#x}: {e}\n")
+            return True
+
+
+def smc_sites() -> list[tuple[int, int]]:
+    """(VA, imm16) of the kernel's SMC instructions (vmlinux's text outside init/exit), at the KASLR slide."""
+    from .. import elf_symtab
+    from ..arch import smccc
+    sess = STATE.session
+    if sess is None or not sess.vmlinux:
+        raise RkvmError("no vmlinux: the SMC instructions are found in its text")
+    if STATE.kaslr.get("pending"):
+        raise RkvmError("the KASLR slide is not known yet: boot further first")
+    slide = STATE.kaslr.get("slide") or 0
+    sites = elf_symtab.conduit_sites(sess.vmlinux, smccc.SMC_BITS)
+    if not sites:
+        raise RkvmError(f"no SMC instruction found in {sess.vmlinux}")
+    return [((va + slide) & t.MASK64, imm) for va, imm in sites]
+
+
+class HvcCatch:
+    """`rkvm hvc catch`: stop at HVC entries to EL2 that match a filter; follows VBAR_EL2 at every stop.
+    With smc=True also at the kernel's SMC instructions (`hvc catch --smc`, `smc catch`)."""
+
+    def __init__(self, flt: HvcFilter, hvc: bool = True, smc: bool = False):
         self.filter, self.bps, self.last = flt, {}, None
+        self.hvc, self.smc, self.smc_bps = hvc, smc, []
         gdb.events.stop.connect(self._on_stop)
         el2_symbols.InstallHookBreakpoint.listeners.append(self._vbar_moved)
 
@@ -66,12 +100,23 @@ class HvcCatch:
         return True
 
     def arm(self) -> list[int]:
+        if self.smc and not self.smc_bps:
+            self.smc_bps = [SmcSiteBreakpoint(va, imm, self) for va, imm in smc_sites()]
+        if not self.hvc:
+            return []
         wanted = {v + LOWER_A64_SYNC for v in el2_traps.vbar_el2_by_cpu().values()}
         for pa in set(self.bps) - wanted:
             self.bps.pop(pa).delete()
         for pa in wanted - set(self.bps):
             self.bps[pa] = HvcEntryBreakpoint(pa, self)
         return sorted(self.bps)
+
+    def on_smc(self, bp) -> bool:
+        tr = el2_traps.trap_at_smc(bp.va, bp.imm)
+        if not self.filter.matches(tr):
+            return False
+        self.last = tr
+        return True
 
     def on_entry(self, bp) -> bool:
         tr = el2_traps.trap_at_entry()
@@ -81,7 +126,8 @@ class HvcCatch:
         return True
 
     def _on_stop(self, event):
-        hit = isinstance(event, gdb.BreakpointEvent) and any(b in self.bps.values() for b in event.breakpoints)
+        ours = list(self.bps.values()) + self.smc_bps
+        hit = isinstance(event, gdb.BreakpointEvent) and any(b in ours for b in event.breakpoints)
         if hit and self.last is not None:
             gdb.write(el2_traps.format_trap(self.last) + "\n")
         try:
@@ -90,9 +136,11 @@ class HvcCatch:
             pass
 
     def disarm(self):
-        for bp in self.bps.values():
-            bp.delete()
+        for bp in list(self.bps.values()) + self.smc_bps:
+            if bp.is_valid():
+                bp.delete()
         self.bps.clear()
+        self.smc_bps = []
         gdb.events.stop.disconnect(self._on_stop)
         if self._vbar_moved in el2_symbols.InstallHookBreakpoint.listeners:
             el2_symbols.InstallHookBreakpoint.listeners.remove(self._vbar_moved)
@@ -106,12 +154,14 @@ def _hvc_catch() -> HvcCatch | None:
 class RkvmHvcCatch(RkvmCommand):
     """Stop when an HVC enters EL2 from a lower EL; `rkvm hvc catch off` removes it.
 
-Usage: rkvm hvc catch [--imm N] [--cpu N] [--from-el 1] [--json]
+Usage: rkvm hvc catch [--imm N] [--cpu N] [--from-el 1] [--smc] [--json]
        rkvm hvc catch off
 Puts a breakpoint on VBAR_EL2 + 0x400 (Lower EL using AArch64, Synchronous) of every CPU and checks
 ESR_EL2.EC == 0x16 (HVC64) and the filters before the stop is shown. The breakpoints follow VBAR_EL2
 each time the target stops. On a stop it prints the CPU, the caller (ELR_EL2 - 4), imm16, x0..x7 and
-the handler. `rkvm hvc last --json` gives the last caught trap.
+the handler; an SMCCC function ID in x0 is decoded (PSCI CPU_ON with its target and entry point...).
+--smc also stops on the kernel's SMC instructions (as `rkvm smc catch`). `rkvm hvc last --json` gives
+the last caught trap.
 Example:
   (gdb) rkvm hvc catch --imm 0x4b
   rkvm: catching HVCs (imm16 == 0x4b) at 0x40a60400
@@ -126,6 +176,9 @@ Example:
         p.add_argument("--imm", type=lambda s: parse_int(s, "immediate"))
         self.add_cpu_argument(p)
         p.add_argument("--from-el", type=int, choices=(0, 1))
+        p.add_argument("--smc", action="store_true", help="SMC instructions of the kernel too")
+
+    hvc, smc, what = True, False, "HVCs"
 
     def run(self, args):
         old = _hvc_catch()
@@ -134,16 +187,57 @@ Example:
             STATE.hvc_catch = None
         if args.off:
             return {"armed": False, "addresses": []}
-        catch = HvcCatch(HvcFilter(args.imm, args.cpu, args.from_el))
-        addresses = catch.arm()
+        smc = self.smc or getattr(args, "smc", False)
+        catch = HvcCatch(HvcFilter(args.imm, args.cpu, getattr(args, "from_el", None)), hvc=self.hvc, smc=smc)
+        try:
+            addresses = catch.arm()
+        except BaseException:
+            catch.disarm()
+            raise
         STATE.hvc_catch = catch
-        return {"armed": True, "filter": catch.filter.describe(), "addresses": addresses}
+        return {"armed": True, "filter": catch.filter.describe(), "addresses": addresses,
+                "smc_sites": [bp.va for bp in catch.smc_bps]}
 
     def format(self, r, args):
         if not r["armed"]:
-            return "rkvm: hvc catch off"
-        where = ", ".join(f"{a:#x}" for a in r["addresses"]) or "nowhere yet (VBAR_EL2 not set: re-armed at each stop)"
-        return f"rkvm: catching HVCs ({r['filter']}) at {where}"
+            return f"rkvm: {self.name} off"
+        lines = []
+        if self.hvc:
+            where = ", ".join(f"{a:#x}" for a in r["addresses"]) or \
+                "nowhere yet (VBAR_EL2 not set: re-armed at each stop)"
+            lines.append(f"rkvm: catching HVCs ({r['filter']}) at {where}")
+        if r["smc_sites"]:
+            lines.append(f"rkvm: catching SMCs ({r['filter']}) at the kernel's {len(r['smc_sites'])} SMC "
+                         "instructions")
+        return "\n".join(lines)
+
+
+@only_when(STOPPED)
+class RkvmSmcCatch(RkvmHvcCatch):
+    """Stop when the kernel is about to execute an SMC; `rkvm smc catch off` removes it.
+
+Usage: rkvm smc catch [--imm N] [--cpu N] [--json]
+       rkvm smc catch off
+Puts a breakpoint on every SMC instruction of vmlinux's text (init and exit text left out: freed after
+boot), at the KASLR slide, and stops there before the SMC runs, with x0..x7 and the SMCCC function
+decoded: PSCI calls show their arguments (CPU_ON: the target MPIDR and the entry point). On this lab the
+kernel's PSCI conduit is SMC, answered by QEMU itself (`rkvm psci` says which conduit a kernel uses).
+`rkvm hvc last` shows the last one caught; `rkvm hvc catch --smc` catches HVCs and SMCs together.
+Example:
+  (gdb) rkvm smc catch
+  rkvm: catching SMCs (every HVC) at the kernel's 10 SMC instructions
+  (gdb) continue
+  rkvm: CPU 0: SMC #0x0 from EL1h at 0xffff80008001a174 <__arm_smccc_smc+0x4>
+    x0=0x84000008 (PSCI SYSTEM_OFF) ...
+    PSCI SYSTEM_OFF()"""
+
+    name = "smc catch"
+    hvc, smc = False, True
+
+    def add_arguments(self, p):
+        p.add_argument("off", nargs="?", choices=("off",))
+        p.add_argument("--imm", type=lambda s: parse_int(s, "immediate"))
+        self.add_cpu_argument(p)
 
 
 @only_when(CONNECTED)

@@ -251,6 +251,9 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
             raise RkvmError("GDB did not attach: " + (mi.startup_output.strip().splitlines() or ["no output"])[-1])
         if opts.attach:
             sess = attached
+        watch = mi.console("rkvm psci --watch", timeout=60)   # the kernel's SMCCC calls, from here on
+        if not watch.ok:
+            ctx["psci_watch"] = watch.error
         if opts.until.startswith("event:"):
             res = mi.console(f"rkvm run-to {opts.until[6:]} --timeout {opts.timeout:g}", timeout=opts.timeout + 30)
             if not res.ok:
