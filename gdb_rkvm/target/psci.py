@@ -37,7 +37,7 @@ def conduit() -> dict:
         value = int(gdb.parse_and_eval("(int)psci_conduit"))
         return {"conduit": CONDUITS.get(value, f"unknown ({value})"), "how": "psci_conduit"}
     except gdb.MemoryError:
-        return {"conduit": None, "how": "psci_conduit not readable yet (the kernel has not mapped itself: boot further)"}
+        return {"conduit": None, "how": "psci_conduit not readable yet (kernel not mapped yet: boot further)"}
     except gdb.error:
         pass
     fn = t.read_u64_symbol("invoke_psci_fn")
