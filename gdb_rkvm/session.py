@@ -264,21 +264,6 @@ def _ram_file(directory: Path) -> tuple[int, list]:
     return fd, [st.st_dev, st.st_ino]
 
 
-_TID_LOG = {}
-
-
-def qemu_has_per_thread_log(qemu: str) -> bool:
-    """Whether this QEMU knows `-d tid` (7.1 and later): one log file per vCPU thread."""
-    if qemu not in _TID_LOG:
-        import subprocess
-        try:
-            out = subprocess.run([qemu, "-d", "help"], capture_output=True, text=True, timeout=10).stdout
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        _TID_LOG[qemu] = any(line.split()[:1] == ["tid"] for line in out.splitlines())
-    return _TID_LOG[qemu]
-
-
 def _remove_exception_logs(directory: Path) -> None:
     try:
         names = os.listdir(directory)
@@ -326,10 +311,10 @@ def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = 
             ram_size = profiles.memory_bytes(profile.machine.get("memory", "1024"))
             ram_fd, ram_id = _ram_file(directory)
             ram = (ram_fd, ram_size)
-        qemu = profile.machine.get("qemu", "qemu-system-aarch64")
-        exception_log = str(sockets / EXCEPTION_LOG) if qemu_has_per_thread_log(qemu) else None
+        # one exception log file per vCPU thread (QEMU 7.1's `-d tid`); an older QEMU refuses it at start
+        exception_log = str(sockets / EXCEPTION_LOG)
         proc = None
-        for _ in range(3):  # a free TCP port can be taken between our probe and QEMU's bind
+        for _ in range(4):  # a free TCP port can be taken between our probe and QEMU's bind
             if tcp_port is None:
                 gdb = str(sockets / "gdb.sock")
             else:
@@ -343,13 +328,17 @@ def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = 
                 qemu_process.terminate(proc.pid)
                 if "Address already in use" in str(e) and tcp_port == 0:
                     continue
+                said = qemu_log.read_text(errors="replace") if qemu_log.exists() else ""
+                if exception_log and "exited at start" in str(e) and ("tid" in str(e) or "Log items" in said):
+                    exception_log = None   # QEMU before 7.1: one shared log file, switched on per trace
+                    continue
                 raise
             except BaseException:
                 qemu_process.terminate(proc.pid)
                 raise
             break
         else:
-            raise RkvmError("no free loopback port for the gdbstub after 3 tries")
+            raise RkvmError("QEMU did not start after 4 tries (no free loopback port for the gdbstub?)")
         address = gdb if isinstance(gdb, str) else f"127.0.0.1:{gdb}"
         sess = Session(pid=proc.pid, gdb_address=address, serial_log=str(directory / "serial.log"),
                        console_socket=str(console), qemu_log=str(qemu_log),
