@@ -11,9 +11,10 @@ SMCCC calls recorded while `--watch` is on.
 Usage: rkvm psci [--watch | --watch off] [--json] [--explain]
 The conduit is the kernel's own choice from the device tree (`psci_conduit`). With HVC, a PSCI call
 (CPU_ON, CPU_OFF, SYSTEM_OFF...) is an exception to EL2: whatever VBAR_EL2 holds must answer it, and
-neither the kernel's hyp-stub nor the rkvm stub does. --watch puts silent breakpoints on the kernel's
-HVC and SMC instructions and records each SMCCC call (x0..x3 decoded, VBAR_EL2 then, the x0 it
-returned); `rkvm triage` arms it from reset.
+neither the kernel's hyp-stub nor the rkvm stub does. --watch puts silent breakpoints on the HVC and
+SMC of the kernel's SMCCC entry points (__arm_smccc_hvc/smc, which every PSCI call goes through) and
+records each SMCCC call (x0..x3 decoded, VBAR_EL2 then, the x0 it returned); `rkvm triage` arms it
+from reset.
 Example:
   (gdb) rkvm psci
   conduit   smc (psci_conduit)
@@ -47,7 +48,7 @@ Example:
             lines.append("    with the HVC conduit every PSCI call is an exception to EL2: the vectors in VBAR_EL2 "
                          "must implement PSCI (or pass it on), or CPU_ON, CPU_OFF and SYSTEM_OFF fail.")
         if r["armed_sites"]:
-            lines.append(f"watching  {r['armed_sites']} HVC/SMC instructions of the kernel")
+            lines.append(f"watching  the kernel's SMCCC calls ({r['armed_sites']} HVC/SMC instructions)")
         for c in r["calls"]:
             res = f" -> {escape(c['result_text'])}" if c["result"] is not None else " (no return seen)"
             where = f" to VBAR_EL2 {c['vbar_el2']:#x} ({c['vbar_kind']})" if c["vbar_el2"] is not None else ""

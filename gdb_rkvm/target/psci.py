@@ -7,9 +7,12 @@ which function `invoke_psci_fn` points at. With HVC, a PSCI call is an exception
 VBAR_EL2 holds answers it, and neither the kernel's hyp-stub nor the rkvm stub implements PSCI (they
 return HVC_STUB_ERR), so CPU_ON, CPU_OFF, SYSTEM_OFF... fail once such vectors are there.
 
-The watch puts silent breakpoints on the kernel's HVC and SMC instructions (vmlinux text outside
-init/exit) and on the instruction after each: x0..x3 before, x0 after, VBAR_EL2 at the time, for every
-call whose x0 is an SMCCC function ID. Bounded to MAX_CALLS.
+The watch puts silent breakpoints on the HVC and SMC instructions of the kernel's SMCCC entry points,
+`__arm_smccc_hvc` and `__arm_smccc_smc` (every PSCI call goes through one: invoke_psci_fn ->
+arm_smccc_hvc/smc), and on the instruction after each: x0..x3 before, x0 after, VBAR_EL2 at the time,
+for every call whose x0 is an SMCCC function ID. Four breakpoints, not one per conduit instruction of the
+kernel: each breakpoint costs at every stop and resume (QEMU flushes its translated code), and triage
+keeps the watch armed for the whole run. Bounded to MAX_CALLS.
 """
 
 from dataclasses import asdict, dataclass
@@ -25,6 +28,7 @@ from . import kernel_facts
 from .gdb_state import STATE, StopCheckBreakpoint
 
 CONDUITS = {0: "none", 1: "smc", 2: "hvc"}
+ENTRY_POINTS = ("__arm_smccc_hvc", "__arm_smccc_smc")
 MAX_CALLS = 256
 # What answers PSCI for each kind of EL2 vector table (vbar_el2.classify): known not to, for these two.
 NOT_PSCI = {"hyp-stub": "the kernel's hyp-stub answers HVC_STUB_ERR to anything but its own calls",
@@ -100,11 +104,18 @@ class PsciWatch:
         if STATE.kaslr.get("pending"):
             raise RkvmError("the KASLR slide is not known yet: boot further first")
         slide = STATE.kaslr.get("slide") or 0
+        entry = elf_symtab.link_addresses(sess.vmlinux, ENTRY_POINTS)
         for name, bits in (("hvc", smccc.HVC_BITS), ("smc", smccc.SMC_BITS)):
+            start = entry.get(f"__arm_smccc_{name}")
+            if start is None:
+                continue
             for va, _imm in elf_symtab.conduit_sites(sess.vmlinux, bits):
-                va = (va + slide) & t.MASK64
-                self.bps.append(_SiteBreakpoint(va, name, False, self))
-                self.bps.append(_SiteBreakpoint(va + 4, name, True, self))
+                if start <= va < start + 0x40:   # the entry point's own instruction (SMCCC macro: the 2nd)
+                    va = (va + slide) & t.MASK64
+                    self.bps.append(_SiteBreakpoint(va, name, False, self))
+                    self.bps.append(_SiteBreakpoint(va + 4, name, True, self))
+        if not self.bps:
+            raise RkvmError(f"no __arm_smccc_hvc/__arm_smccc_smc with an HVC/SMC in {sess.vmlinux}")
         return len(self.bps) // 2
 
     def hit(self, bp: _SiteBreakpoint) -> None:
