@@ -26,6 +26,8 @@ def main() -> int:
     print(f"ratio rkvm vmmap / raw RAM file: {r['rkvm_over_mmap']:.1f}")
     print(f"ratio gdbstub walk / raw gdbstub: {r['rkvm_stub_over_raw']:.2f}  (was the aim <= 1.5)")
     print(f"ratio naive / rkvm:       {r['naive_over_rkvm']:.0f}")
+    print(f"rkvm snapshot (what triage records): {r['snapshot_seconds'] * 1000:.0f} ms with the RAM file, "
+          f"{r['snapshot_stub_seconds'] * 1000:.0f} ms through the gdbstub")
     print(f"GDB {r['packet_size']}")
     return 0
 

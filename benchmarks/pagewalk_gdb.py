@@ -102,7 +102,21 @@ def mmap_way():
     return len(tables)
 
 
-ways = {"rkvm": rkvm_way_product, "rkvm_stub": rkvm_stub_way, "raw": raw_way, "mmap": mmap_way}
+def snapshot_way():
+    return gdb.execute("rkvm snapshot --json", to_string=True)
+
+
+def snapshot_stub_way():
+    ram = STATE.phys
+    STATE.phys = None
+    try:
+        return snapshot_way()
+    finally:
+        STATE.phys = ram
+
+
+ways = {"rkvm": rkvm_way_product, "rkvm_stub": rkvm_stub_way, "raw": raw_way, "mmap": mmap_way,
+        "snapshot": snapshot_way, "snapshot_stub": snapshot_stub_way}
 samples = {k: [] for k in ways}
 for _ in range(ROUNDS):              # A B C D A B C D ...: noise hits every way alike
     for name, fn in ways.items():
@@ -122,6 +136,7 @@ result = {
     "raw_over_rkvm": med["raw"] / med["rkvm"], "rkvm_over_mmap": med["rkvm"] / med["mmap"],
     "rkvm_stub_over_raw": med["rkvm_stub"] / med["raw"], "naive_over_rkvm": t_naive / med["rkvm"],
     "packet_size": packet, "reader": physmem.describe(),
+    "snapshot_seconds": med["snapshot"], "snapshot_stub_seconds": med["snapshot_stub"],
 }
 with open(os.environ["RKVM_BENCH_OUT"], "w") as f:
     json.dump(result, f)

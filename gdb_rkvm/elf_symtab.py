@@ -10,9 +10,6 @@ import functools
 import os
 import struct
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 # Elf64_Sym: st_name (4), st_info (1), st_other (1), st_shndx (2), st_value (8), st_size (8).
 _SYM64 = struct.Struct("<IBBHQQ")
 # Names gdb-rkvm ever asks vmlinux for; one scan answers them all.
@@ -35,6 +32,8 @@ def _name_offsets(strtab: bytes, names: tuple[str, ...]) -> dict[int, str]:
 
 @functools.lru_cache(maxsize=8)
 def _scan(path: str, size: int, mtime_ns: int, names: tuple[str, ...]) -> dict[str, int]:
+    from elftools.common.exceptions import ELFError   # imported when needed: not at GDB's start
+    from elftools.elf.elffile import ELFFile
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)
@@ -71,6 +70,9 @@ def link_addresses(path: str, names: tuple[str, ...] = KERNEL_NAMES) -> dict[str
 
 @functools.lru_cache(maxsize=4)
 def _text_instructions(path: str, size: int, mtime_ns: int, bits: int) -> tuple[tuple[int, int], ...]:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
     from .arch.smccc import conduit_instructions
     out = []
     try:

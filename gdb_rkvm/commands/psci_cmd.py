@@ -1,5 +1,4 @@
 from ..guest_text import escape
-from ..target import psci
 from .base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, only_when
 
 
@@ -28,6 +27,7 @@ Example:
         p.add_argument("--watch", nargs="?", const="on", choices=("on", "off"))
 
     def run(self, args):
+        from ..target import psci
         armed = None
         if args.watch == "on":
             armed = psci.arm_watch()

@@ -2,7 +2,6 @@ import gdb
 
 from .. import session as session_mod
 from ..guest_text import escape
-from ..target import physmem
 from ..target.gdb_state import STATE
 from .base import RkvmCommand
 
@@ -21,6 +20,7 @@ Example:
     name = "status"
 
     def run(self, args):
+        from ..target import physmem
         sess = STATE.session
         inferior = gdb.selected_inferior()
         threads = inferior.threads() if inferior is not None and inferior.pid else ()

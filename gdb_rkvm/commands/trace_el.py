@@ -3,7 +3,7 @@ from ..argtypes import seconds
 from ..arch import esr, pstate, vectors
 from ..errors import RkvmError
 from ..guest_text import escape
-from ..target import el2_traps, el_log, kernel_facts
+from ..target import el2_traps, kernel_facts
 from ..target import gdb_target as t
 from .base import STOPPED, RkvmCommand, only_when
 from ..target.resume import Deadline, continue_until
@@ -155,6 +155,7 @@ Example (at reset):
             finally:
                 tl.disarm()
             return {"source": "breakpoints", "events": tl.events}
+        from ..target import el_log   # imported when first used: GDB's start stays short
         flt = exclog.Filter(el2_only=args.el2_only, classes=parse_classes(args.classes), cpu=args.cpu)
         count = args.count if args.count is not None else (None if args.seconds else 20)
         r = el_log.trace(flt, count, args.seconds if args.seconds is not None else 30.0)
