@@ -18,7 +18,7 @@ def run_in_lab(gdb_script: str, timeout: float = 600) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["RKVM_SESSION_DIR"] = tmp
         out = Path(tmp) / "result.json"
-        session.start("lab", directory=Path(tmp))
+        session.start("lab", directory=Path(tmp), ram_file=os.environ.get("RKVM_BENCH_RAM_FILE", "1") != "0")
         try:
             subprocess.run(["gdb-multiarch", "-nx", "-q", "-batch", "-x", str(REPO / "rkvm.py"),
                             "-ex", "rkvm run-to installed-all", "-x", str(REPO / "benchmarks" / gdb_script)],

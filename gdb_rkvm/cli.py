@@ -21,6 +21,8 @@ def _add_session_args(p):
     p.add_argument("--mode", choices=session.MODES, help="rkvm.ko mode= (lab profile)")
     p.add_argument("--append", default="", help="extra kernel command line")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a profile variable")
+    p.add_argument("--no-ram-file", action="store_true",
+                   help="keep guest RAM inside QEMU (physical reads then all go through the gdbstub)")
 
 
 def _add_tcp_arg(p):
@@ -32,7 +34,8 @@ def _add_tcp_arg(p):
 def _start(args, outlive: bool = False) -> session.Session:
     tcp = getattr(args, "tcp", None)
     sess = session.start(args.profile, mode=args.mode, smp=args.smp, append=args.append,
-                         overrides=profiles.parse_overrides(args.set), outlive=outlive, tcp_port=tcp)
+                         overrides=profiles.parse_overrides(args.set), outlive=outlive, tcp_port=tcp,
+                         ram_file=not args.no_ram_file)
     if tcp is not None:
         print(f"rkvm: warning: the gdbstub listens on TCP {sess.gdb_address}: any local user can connect to it "
               "and run commands as you (QEMU's monitor); drop --tcp for a socket only you can reach", file=sys.stderr)
@@ -61,6 +64,11 @@ def cmd_status(args):
         print("rkvm: no session")
     else:
         print(f"session  {sess.profile}: QEMU pid {sess.pid}, gdbstub {sess.gdb_address}")
+        if sess.qmp_socket:
+            print(f"qmp      {sess.qmp_socket} (QEMU: {session.qemu_status(sess) or 'no answer'})")
+        if sess.ram_fd >= 0:
+            print(f"ram      {sess.ram_size >> 20} MiB at PA {sess.ram_base:#x} in a file with no name "
+                  f"(/proc/{sess.pid}/fd/{sess.ram_fd}, mode 0600)")
         print(f"serial   {sess.serial_log}")
         print(f"cmdline  {sess.kernel_cmdline}")
     return 0 if sess else 1

@@ -10,9 +10,6 @@ import functools
 import os
 import struct
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 # Elf64_Sym: st_name (4), st_info (1), st_other (1), st_shndx (2), st_value (8), st_size (8).
 _SYM64 = struct.Struct("<IBBHQQ")
 # Names gdb-rkvm ever asks vmlinux for; one scan answers them all.
@@ -35,6 +32,8 @@ def _name_offsets(strtab: bytes, names: tuple[str, ...]) -> dict[int, str]:
 
 @functools.lru_cache(maxsize=8)
 def _scan(path: str, size: int, mtime_ns: int, names: tuple[str, ...]) -> dict[str, int]:
+    from elftools.common.exceptions import ELFError   # imported when needed: not at GDB's start
+    from elftools.elf.elffile import ELFFile
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)
@@ -67,3 +66,35 @@ def link_addresses(path: str, names: tuple[str, ...] = KERNEL_NAMES) -> dict[str
     except OSError:
         return {}
     return dict(_scan(os.path.realpath(path), st.st_size, st.st_mtime_ns, tuple(names)))
+
+
+@functools.lru_cache(maxsize=4)
+def _text_instructions(path: str, size: int, mtime_ns: int, bits: int) -> tuple[tuple[int, int], ...]:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    from .arch.smccc import conduit_instructions
+    out = []
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            for section in elf.iter_sections():
+                # SHF_EXECINSTR; never .init/.exit text: freed after boot, a breakpoint there would write into
+                # whatever the memory holds next
+                name = section.name
+                if section["sh_type"] == "SHT_PROGBITS" and section["sh_flags"] & 0x4 and section["sh_size"] \
+                        and "init" not in name and "exit" not in name:
+                    out += conduit_instructions(section.data(), section["sh_addr"], bits)
+    except (OSError, ELFError, ValueError):
+        return ()
+    return tuple(out)
+
+
+def conduit_sites(path: str, bits: int) -> list[tuple[int, int]]:
+    """(link address, imm16) of the SMC (or HVC) instructions in `path`'s executable sections (not the
+    init/exit ones), cached by file identity."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    return list(_text_instructions(os.path.realpath(path), st.st_size, st.st_mtime_ns, bits))

@@ -69,6 +69,40 @@ def listening_unix(path: str, pid: int | None = None) -> bool:
     return False
 
 
+def pid_serving(address: str) -> int | None:
+    """The pid of the process listening on a gdbstub address (a Unix socket path, or HOST:PORT), if we
+    can see it (its /proc/PID/fd is readable by us), else None."""
+    inodes = set()
+    if address.startswith("/"):
+        try:
+            lines = Path("/proc/net/unix").read_text(errors="replace").splitlines()[1:]
+        except OSError:
+            return None
+        for line in lines:
+            fields = line.split(None, 7)
+            if len(fields) == 8 and fields[7] == address and int(fields[3], 16) & 0x10000:
+                inodes.add(fields[6])
+    else:
+        port = address.rpartition(":")[2]
+        if not port.isdigit():
+            return None
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                rows = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                f = row.split()
+                if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == int(port):
+                    inodes.add(f[9])
+    if not inodes:
+        return None
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _socket_inodes(int(entry)) & inodes:
+            return int(entry)
+    return None
+
+
 def _stat_fields(pid: int) -> list[str] | None:
     """/proc/PID/stat's fields after the command name (field 3 onwards), or None."""
     try:

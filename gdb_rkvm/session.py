@@ -7,6 +7,16 @@ locked until it ends; a command that starts a session for itself (rkvm gdb, shel
 tests) holds it too until it stops the session. session.json is the only record; any `rkvm`
 command (and rkvm.py inside GDB) finds the running session through it, and trusts its pid only if
 the process's start time and argv are the ones recorded.
+
+Beside the gdbstub, a session has (docs/lab.md, "Sessions"):
+- guest RAM in a shared memory file (QEMU's memory-backend-file, share=on) that never has a name: it is
+  created with O_TMPFILE (or created and unlinked at once) in the session directory, mode 0600, and
+  handed to QEMU as an inherited fd (mem-path=/proc/self/fd/N). It lives exactly as long as QEMU (and
+  any mapping of it): a killed QEMU leaves nothing behind. Readers reach it through /proc/PID/fd/N
+  after the pid identity check (guest_ram.py);
+- a QMP socket (qmp.sock) beside the gdbstub's, for what the gdbstub cannot do while the guest runs;
+- QEMU's exception log, one file per vCPU thread (`-D DIR/exceptions.%d -d tid`), written only while a
+  trace has `log int` switched on.
 """
 
 import fcntl
@@ -26,7 +36,11 @@ from .paths import open_private, private_dir, session_dir, write_atomic
 
 MODES = ("good", "vmalloc", "one-cpu", "nostack", "jump-table")
 SOCKET_PATH_MAX = 107   # sockaddr_un.sun_path is 108 bytes with its terminating NUL
-_FILES = ("session.json", "serial.log", "qemu.log", "console.sock", "gdb.sock")
+_FILES = ("session.json", "serial.log", "qemu.log", "console.sock", "gdb.sock", "qmp.sock")
+_SOCKETS = ("gdb.sock", "console.sock", "qmp.sock")
+EXCEPTION_LOG = "exceptions.%d"     # QEMU's per-thread log files (%d: the thread id)
+VIRT_RAM_BASE = 0x40000000          # QEMU's `virt` board: RAM starts here (hw/arm/virt.c, VIRT_MEM)
+RAM_BACKEND_ID = "rkvm-ram"
 _HELD: dict[str, int] = {}   # session directory -> the lock fd this process holds for it
 
 
@@ -50,6 +64,12 @@ class Session:
     session_dir: str = ""
     socket_dir: str = ""   # a short private directory for the sockets, if session_dir's path is too long
     external: bool = False  # a QEMU we did not start (rkvm triage --attach): never ours to end
+    qmp_socket: str = ""   # QEMU's QMP monitor (a Unix socket in the session's private directory)
+    ram_fd: int = -1       # guest RAM file: this fd number in QEMU (/proc/PID/fd/N); -1: no RAM file
+    ram_base: int = 0      # guest physical address of the file's first byte
+    ram_size: int = 0
+    ram_id: list = field(default_factory=list)   # [st_dev, st_ino] of the RAM file: checked when opened
+    exception_log: str = ""  # QEMU's per-thread exception log template (DIR/exceptions.%d), "" if none
 
     @property
     def tcp(self) -> bool:
@@ -121,6 +141,7 @@ def current(directory: Path | None = None) -> Session | None:
     if fd is not None:
         try:
             _json_path(directory).unlink(missing_ok=True)
+            _remove_exception_logs(directory)
         finally:
             os.close(fd)
     return None
@@ -172,11 +193,12 @@ def _check_files(profile: profiles.Profile) -> None:
 
 def _socket_dir(directory: Path) -> Path | None:
     """None if the sockets fit in `directory`; else a new short private directory for them (mode 0700).
-    GDB reads a ':' in `target remote` as HOST:PORT, so a directory with one gets a short one too."""
-    if len(str(directory / "console.sock")) <= SOCKET_PATH_MAX and ":" not in str(directory):
+    GDB reads a ':' in `target remote` as HOST:PORT, and QEMU reads a '%' in a log file name as a
+    template, so a directory with either gets a short one too (for the sockets and the exception logs)."""
+    if len(str(directory / "console.sock")) <= SOCKET_PATH_MAX and not set(":%") & set(str(directory)):
         return None
     short = Path(tempfile.mkdtemp(prefix="rkvm-"))
-    if len(str(short / "console.sock")) > SOCKET_PATH_MAX or ":" in str(short):
+    if len(str(short / "console.sock")) > SOCKET_PATH_MAX or set(":%") & set(str(short)):
         os.rmdir(short)
         raise RkvmError(f"the session directory's path is too long for a Unix socket ({len(str(directory))} "
                         f"bytes) and so is {tempfile.gettempdir()}: set RKVM_SESSION_DIR (or TMPDIR) shorter")
@@ -184,10 +206,13 @@ def _socket_dir(directory: Path) -> Path | None:
 
 
 def build_argv(profile: profiles.Profile, gdb: str | int, directory: Path, append: str, smp: int | None,
-               console: Path | None = None):
+               console: Path | None = None, qmp: Path | None = None, ram: tuple[int, int] | None = None,
+               exception_log: str | None = None):
     """QEMU's argv: the profile's machine plus the session's plumbing. `gdb` is the gdbstub's Unix socket
-    path (str) or a loopback TCP port (int). Paths in QEMU's comma-separated options have their commas
-    doubled (QEMU's escape), so a path cannot add options."""
+    path (str) or a loopback TCP port (int); `qmp` the QMP socket's path; `ram` (fd, size) puts guest RAM
+    in the file QEMU inherits as fd; `exception_log` is the per-thread log template (-D ... -d tid).
+    Paths in QEMU's comma-separated options have their commas doubled (QEMU's escape), so a path cannot
+    add options."""
     esc = profiles.qemu_escape
     sock = console or directory / "console.sock"
     log = directory / "serial.log"
@@ -195,19 +220,71 @@ def build_argv(profile: profiles.Profile, gdb: str | int, directory: Path, appen
         stub = ["-gdb", f"tcp:127.0.0.1:{gdb}"]
     else:
         stub = ["-chardev", f"socket,id=gdb0,path={esc(str(gdb))},server=on,wait=off", "-gdb", "chardev:gdb0"]
+    extra = []
+    if qmp is not None:
+        extra += ["-chardev", f"socket,id=qmp0,path={esc(str(qmp))},server=on,wait=off",
+                  "-mon", "chardev=qmp0,mode=control"]
+    if ram is not None:
+        fd, size = ram
+        extra += ["-object", f"memory-backend-file,id={RAM_BACKEND_ID},size={size},mem-path=/proc/self/fd/{fd},"
+                             "share=on", "-machine", f"memory-backend={RAM_BACKEND_ID}"]
+    if exception_log:
+        extra += ["-D", exception_log, "-d", "tid"]
     return profile.qemu_args(append, smp) + [
         "-nodefaults", "-display", "none", "-S", *stub,
         "-chardev", f"socket,id=ser0,path={esc(str(sock))},server=on,wait=off,logfile={esc(str(log))}",
-        "-serial", "chardev:ser0",
+        "-serial", "chardev:ser0", *extra,
     ]
+
+
+def ram_file_problem(profile: profiles.Profile) -> str | None:
+    """Why this profile's guest RAM cannot go in a session file (None: it can). Only QEMU's `virt`
+    board, whose RAM is one block at VIRT_RAM_BASE, and a plain `-m SIZE`."""
+    m = profile.machine
+    board = str(m.get("machine", "")).split(",")[0]
+    if board != "virt" and not board.startswith("virt-"):
+        return f"machine {board} is not QEMU's virt board"
+    if "memory-backend" in str(m.get("machine", "")) or any("memory-backend" in a or a == "-numa"
+                                                              for a in m.get("extra_args", [])):
+        return "the profile chooses its own memory backend"
+    if "," in str(m.get("memory", "")):
+        return "memory has options (slots, maxmem)"
+    return None
+
+
+def _ram_file(directory: Path) -> tuple[int, list]:
+    """A new file for guest RAM that has no name: O_TMPFILE in `directory` (or created and unlinked at
+    once where the filesystem has no O_TMPFILE), mode 0600. Returns (fd, [st_dev, st_ino])."""
+    try:
+        fd = os.open(directory, os.O_TMPFILE | os.O_RDWR, 0o600)
+    except (OSError, AttributeError):
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".ram-")
+        os.unlink(name)
+    os.fchmod(fd, 0o600)
+    st = os.fstat(fd)
+    return fd, [st.st_dev, st.st_ino]
+
+
+def _remove_exception_logs(directory: Path) -> None:
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("exceptions.") and name[11:].isdigit():
+            try:
+                os.unlink(Path(directory) / name)
+            except OSError:
+                pass
 
 
 def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = None, append: str = "",
           overrides: dict | None = None, directory: Path | None = None, outlive: bool = False,
-          tcp_port: int | None = None) -> Session:
+          tcp_port: int | None = None, ram_file: bool = True) -> Session:
     """Start QEMU paused at reset and record the session. Refuses if one is already running (or starting)
     in the directory. outlive=True (`rkvm up`) keeps QEMU running after this process ends; otherwise it
-    dies with it. tcp_port (0: a free one) puts the gdbstub on 127.0.0.1 instead of a Unix socket."""
+    dies with it. tcp_port (0: a free one) puts the gdbstub on 127.0.0.1 instead of a Unix socket.
+    ram_file=False keeps guest RAM inside QEMU (every physical read then goes through the gdbstub)."""
     profile = profiles.load(profile_name, overrides)
     _check_files(profile)
     if mode is not None:
@@ -220,26 +297,41 @@ def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = 
         raise RkvmError(f"a session is already running in {directory} (its lock is held; see 'rkvm status', "
                         "end it with 'rkvm down')")
     short = None
+    ram_fd = None
     try:
         for name in _FILES:   # stale: we hold the lock, so no live session owns them
             (directory / name).unlink(missing_ok=True)
+        _remove_exception_logs(directory)
         short = _socket_dir(directory)
         sockets = short or directory
         console = sockets / "console.sock"
+        qmp_sock = sockets / "qmp.sock"
         qemu_log = directory / "qemu.log"
+        ram, ram_id, ram_size = None, [], 0
+        if ram_file and ram_file_problem(profile) is None:
+            ram_size = profiles.memory_bytes(profile.machine.get("memory", "1024"))
+            ram_fd, ram_id = _ram_file(directory)
+            ram = (ram_fd, ram_size)
+        # one exception log file per vCPU thread (QEMU 7.1's `-d tid`); an older QEMU refuses it at start
+        exception_log = str(sockets / EXCEPTION_LOG)
         proc = None
-        for _ in range(3):  # a free TCP port can be taken between our probe and QEMU's bind
+        for _ in range(4):  # a free TCP port can be taken between our probe and QEMU's bind
             if tcp_port is None:
                 gdb = str(sockets / "gdb.sock")
             else:
                 gdb = tcp_port or qemu_process.free_loopback_port()
-            argv = build_argv(profile, gdb, directory, append, smp, console)
-            proc = qemu_process.spawn(argv, qemu_log, outlive_parent=outlive, keep_fds=(lock,))
+            argv = build_argv(profile, gdb, directory, append, smp, console, qmp_sock, ram, exception_log)
+            keep = (lock,) if ram_fd is None else (lock, ram_fd)
+            proc = qemu_process.spawn(argv, qemu_log, outlive_parent=outlive, keep_fds=keep)
             try:
                 qemu_process.wait_listening(proc, gdb, qemu_log)
             except RkvmError as e:
                 qemu_process.terminate(proc.pid)
                 if "Address already in use" in str(e) and tcp_port == 0:
+                    continue
+                said = qemu_log.read_text(errors="replace") if qemu_log.exists() else ""
+                if exception_log and "exited at start" in str(e) and ("tid" in str(e) or "Log items" in said):
+                    exception_log = None   # QEMU before 7.1: one shared log file, switched on per trace
                     continue
                 raise
             except BaseException:
@@ -247,7 +339,7 @@ def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = 
                 raise
             break
         else:
-            raise RkvmError("no free loopback port for the gdbstub after 3 tries")
+            raise RkvmError("QEMU did not start after 4 tries (no free loopback port for the gdbstub?)")
         address = gdb if isinstance(gdb, str) else f"127.0.0.1:{gdb}"
         sess = Session(pid=proc.pid, gdb_address=address, serial_log=str(directory / "serial.log"),
                        console_socket=str(console), qemu_log=str(qemu_log),
@@ -255,7 +347,9 @@ def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = 
                        module_dirs=profile.gdb.get("module_dirs", []), profile=profile.name,
                        kernel_cmdline=profile.kernel_cmdline(append), argv=argv, started_at=time.time(),
                        start_ticks=qemu_process.start_ticks(proc.pid) or 0, session_dir=str(directory),
-                       socket_dir=str(short or ""))
+                       socket_dir=str(short or ""), qmp_socket=str(qmp_sock),
+                       ram_fd=-1 if ram_fd is None else ram_fd, ram_base=VIRT_RAM_BASE if ram_fd is not None else 0,
+                       ram_size=ram_size, ram_id=ram_id, exception_log=exception_log or "")
         try:
             write_atomic(_json_path(directory), json.dumps(asdict(sess), indent=2) + "\n", mode=0o600)
         except BaseException:
@@ -266,6 +360,9 @@ def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = 
             _remove_socket_dir(short)
         os.close(lock)
         raise
+    finally:
+        if ram_fd is not None:
+            os.close(ram_fd)   # QEMU has its own: the file now lives exactly as long as QEMU
     if outlive:
         os.close(lock)   # QEMU holds it (inherited) for as long as it runs
     else:
@@ -281,8 +378,9 @@ def _remove_socket_dir(short: Path) -> None:
         return
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
         return
-    for name in ("gdb.sock", "console.sock"):
+    for name in _SOCKETS:
         (short / name).unlink(missing_ok=True)
+    _remove_exception_logs(short)
     try:
         os.rmdir(short)
     except OSError:
@@ -309,6 +407,7 @@ def stop(directory: Path | None = None, only: Session | None = None) -> Session 
             return None
         problem = sess.identity_problem()
         if problem is None:
+            _quit(sess)
             qemu_process.terminate(sess.pid)
         elif qemu_process.alive(sess.pid):
             fd = _try_lock(directory)
@@ -318,13 +417,41 @@ def stop(directory: Path | None = None, only: Session | None = None) -> Session 
             raise RkvmError(f"pid {sess.pid} recorded in {_json_path(directory)} is not this session's QEMU "
                             f"({problem}): not signalled" + ("; stale record removed" if fd is not None else ""))
         _json_path(directory).unlink(missing_ok=True)
-        for name in ("console.sock", "gdb.sock"):
+        for name in _SOCKETS:
             (directory / name).unlink(missing_ok=True)
+        _remove_exception_logs(directory)
         if sess.socket_dir:
             _remove_socket_dir(Path(sess.socket_dir))
         return sess
     finally:
         _release(directory)
+
+
+def _quit(sess: Session, wait: float = 3.0) -> None:
+    """Ask the session's QEMU to quit over QMP (it then closes its files and sockets itself); whoever
+    calls this still makes sure with terminate()."""
+    if not sess.qmp_socket:
+        return
+    from . import qmp
+    try:
+        qmp.call(sess.qmp_socket, "quit", timeout=2.0)
+    except RkvmError:
+        return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and qemu_process.alive(sess.pid):
+        qemu_process._reap(sess.pid)
+        time.sleep(0.02)
+
+
+def qemu_status(sess: Session) -> str | None:
+    """QEMU's run state over QMP ('running', 'paused', ...), or None without a QMP socket or answer."""
+    if not sess.qmp_socket or sess.external:
+        return None
+    from . import qmp
+    try:
+        return qmp.status(sess.qmp_socket)
+    except RkvmError:
+        return None
 
 
 def serial_send(sess: Session, text: str, timeout: float = 5.0) -> None:

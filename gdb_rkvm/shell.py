@@ -165,7 +165,7 @@ def run_shell(args) -> int:
     started = None
     if session.current() is None:
         started = session.start(args.profile, mode=args.mode, smp=args.smp, append=args.append,
-                                overrides=profiles.parse_overrides(args.set))
+                                overrides=profiles.parse_overrides(args.set), ram_file=not args.no_ram_file)
         print(f"rkvm: started QEMU pid {started.pid} (ends with the shell)")
     sess = session.current()
     try:

@@ -4,8 +4,6 @@ import bisect
 from functools import lru_cache
 from pathlib import Path
 
-from elftools.elf.elffile import ELFFile
-
 from .paths import REPO
 
 STUB_ELF = REPO / "stub" / "build" / "el2_stub.elf"
@@ -14,6 +12,7 @@ STUB_JT_ELF = REPO / "stub" / "build" / "el2_stub_jt.elf"   # the variant rkvm.k
 
 @lru_cache(maxsize=8)
 def _load(path: str, mtime: float) -> tuple[list[int], list[str]]:
+    from elftools.elf.elffile import ELFFile   # imported when needed: not at GDB's start
     with open(path, "rb") as f:
         symtab = ELFFile(f).get_section_by_name(".symtab")
         pairs = sorted({(s["st_value"], s.name) for s in symtab.iter_symbols()

@@ -3,8 +3,6 @@
 from dataclasses import dataclass
 from functools import lru_cache
 
-import capstone
-
 
 @dataclass
 class Insn:
@@ -20,6 +18,7 @@ class Insn:
 
 @lru_cache(maxsize=1)
 def _engine():
+    import capstone   # here, not at import: GDB's start does not pay for it (some 20 ms)
     arch = getattr(capstone, "CS_ARCH_ARM64", None)
     if arch is None:  # capstone 6 renamed it
         arch = capstone.CS_ARCH_AARCH64

@@ -3,16 +3,18 @@
 
 def register_all():
     """Create the `rkvm` prefix, every subcommand and the convenience functions."""
-    from . import (cpus, el, esr, functions, hvc, kaslr_cmd, lint_el2, modules, prefix, run_to, settings, snapshot,
-                   status, step_el2, stub, sysreg, trace_el, v2p, vectors, vmmap, walk)
+    from . import (cpus, el, esr, functions, hvc, kaslr_cmd, lint_el2, modules, prefix, psci_cmd, run_to, settings,
+                   snapshot, status, step_el2, stub, sysreg, trace_el, v2p, vectors, vmmap, walk)
 
     settings.register()
     prefix.RkvmPrefix()
     prefix.RkvmHvcPrefix()
+    prefix.RkvmSmcPrefix()
     for cls in (status.RkvmStatus, run_to.RkvmRunTo, modules.RkvmModules, cpus.RkvmCpus, el.RkvmEl,
                 sysreg.RkvmSysreg, esr.RkvmEsr, vectors.RkvmVectors, walk.RkvmWalk, v2p.RkvmV2p,
                 v2p.RkvmContig, vmmap.RkvmVmmap, vmmap.RkvmP2v, stub.RkvmStub, hvc.RkvmHvcCatch,
                 hvc.RkvmHvcLast, hvc.RkvmHvcTrace, step_el2.RkvmStepEl2, trace_el.RkvmTraceEl,
-                snapshot.RkvmSnapshot, kaslr_cmd.RkvmKaslr, lint_el2.RkvmLintEl2,
+                snapshot.RkvmSnapshot, kaslr_cmd.RkvmKaslr, lint_el2.RkvmLintEl2, hvc.RkvmSmcCatch,
+                psci_cmd.RkvmPsci,
                 functions.RkvmElFunction, functions.RkvmSysregFunction):
         cls()

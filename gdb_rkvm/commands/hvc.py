@@ -6,6 +6,7 @@ import gdb
 from ..argtypes import seconds
 from ..arch.vectors import LOWER_A64_SYNC
 from ..errors import RkvmError
+from ..guest_text import escape
 from ..target import el2_symbols, el2_traps
 from ..target import gdb_target as t
 from ..target.gdb_state import STATE, StopCheckBreakpoint, notice
@@ -19,7 +20,7 @@ class HvcFilter:
         self.imm, self.cpu, self.from_el = imm, cpu, from_el
 
     def matches(self, tr: dict) -> bool:
-        if not tr["is_hvc"]:
+        if not (tr["is_hvc"] or tr.get("is_smc")):
             return False
         if self.imm is not None and tr["imm16"] != self.imm:
             return False
@@ -50,13 +51,47 @@ class HvcEntryBreakpoint(StopCheckBreakpoint):
             return True
 
 
-class HvcCatch:
-    """`rkvm hvc catch`: stop at HVC entries to EL2 that match a filter; follows VBAR_EL2 at every stop."""
+class SmcSiteBreakpoint(StopCheckBreakpoint):
+    """On an SMC instruction of the kernel (EL1 VA, not executed yet): decides in stop()."""
 
-    def __init__(self, flt: HvcFilter):
+    def __init__(self, va: int, imm: int, owner):
+        super().__init__(f"*{va:#x}", internal=True)
+        self.silent = True
+        self.va, self.imm, self.owner = va, imm, owner
+
+    def check(self):
+        try:
+            return self.owner.on_smc(self)
+        except (gdb.error, RkvmError) as e:
+            gdb.write(f"rkvm: smc breakpoint at {self.va:#x}: {e}\n")
+            return True
+
+
+def smc_sites() -> list[tuple[int, int]]:
+    """(VA, imm16) of the kernel's SMC instructions (vmlinux's text outside init/exit), at the KASLR slide."""
+    from .. import elf_symtab
+    from ..arch import smccc
+    sess = STATE.session
+    if sess is None or not sess.vmlinux:
+        raise RkvmError("no vmlinux: the SMC instructions are found in its text")
+    if STATE.kaslr.get("pending"):
+        raise RkvmError("the KASLR slide is not known yet: boot further first")
+    slide = STATE.kaslr.get("slide") or 0
+    sites = elf_symtab.conduit_sites(sess.vmlinux, smccc.SMC_BITS)
+    if not sites:
+        raise RkvmError(f"no SMC instruction found in {sess.vmlinux}")
+    return [((va + slide) & t.MASK64, imm) for va, imm in sites]
+
+
+class HvcCatch:
+    """`rkvm hvc catch`: stop at HVC entries to EL2 that match a filter; follows VBAR_EL2 at every stop.
+    With smc=True also at the kernel's SMC instructions (`hvc catch --smc`, `smc catch`)."""
+
+    def __init__(self, flt: HvcFilter, hvc: bool = True, smc: bool = False):
         self.filter, self.bps, self.last = flt, {}, None
         self.suspended = False
         self.hinted = False
+        self.hvc, self.smc, self.smc_bps = hvc, smc, []
         gdb.events.stop.connect(self._on_stop)
         el2_symbols.InstallHookBreakpoint.listeners.append(self._vbar_moved)
 
@@ -68,6 +103,10 @@ class HvcCatch:
         return True
 
     def arm(self) -> list[int]:
+        if self.smc and not self.smc_bps:
+            self.smc_bps = [SmcSiteBreakpoint(va, imm, self) for va, imm in smc_sites()]
+        if not self.hvc:
+            return []
         wanted = {v + LOWER_A64_SYNC for v in el2_traps.vbar_el2_by_cpu().values()}
         for pa in set(self.bps) - wanted:
             self.bps.pop(pa).delete()
@@ -92,6 +131,13 @@ class HvcCatch:
         for bp in self.bps.values():
             bp.enabled = True
 
+    def on_smc(self, bp) -> bool:
+        tr = el2_traps.trap_at_smc(bp.va, bp.imm)
+        if not self.filter.matches(tr):
+            return False
+        self.last = tr
+        return True
+
     def on_entry(self, bp) -> bool:
         tr = el2_traps.trap_at_entry()
         if not self.filter.matches(tr):
@@ -102,7 +148,8 @@ class HvcCatch:
     def _on_stop(self, event):
         if self.suspended:
             return
-        hit = isinstance(event, gdb.BreakpointEvent) and any(b in self.bps.values() for b in event.breakpoints)
+        ours = list(self.bps.values()) + self.smc_bps
+        hit = isinstance(event, gdb.BreakpointEvent) and any(b in ours for b in event.breakpoints)
         if hit and self.last is not None:
             gdb.write(el2_traps.format_trap(self.last) + "\n")
             if not self.hinted:
@@ -121,9 +168,11 @@ class HvcCatch:
             pass
 
     def disarm(self):
-        for bp in self.bps.values():
-            bp.delete()
+        for bp in list(self.bps.values()) + self.smc_bps:
+            if bp.is_valid():
+                bp.delete()
         self.bps.clear()
+        self.smc_bps = []
         gdb.events.stop.disconnect(self._on_stop)
         if self._vbar_moved in el2_symbols.InstallHookBreakpoint.listeners:
             el2_symbols.InstallHookBreakpoint.listeners.remove(self._vbar_moved)
@@ -162,12 +211,14 @@ def catch_suspended(command: str):
 class RkvmHvcCatch(RkvmCommand):
     """Stop when an HVC enters EL2 from a lower EL; `rkvm hvc catch off` removes it.
 
-Usage: rkvm hvc catch [--imm N] [--cpu N] [--from-el 1] [--json]
+Usage: rkvm hvc catch [--imm N] [--cpu N] [--from-el 1] [--smc] [--json]
        rkvm hvc catch off
 Puts a breakpoint on VBAR_EL2 + 0x400 (Lower EL using AArch64, Synchronous) of every CPU and checks
 ESR_EL2.EC == 0x16 (HVC64) and the filters before the stop is shown. The breakpoints follow VBAR_EL2
 each time the target stops. On a stop it prints the CPU, the caller (ELR_EL2 - 4), imm16, x0..x7 and
-the handler. `rkvm hvc last --json` gives the last caught trap.
+the handler; an SMCCC function ID in x0 is decoded (PSCI CPU_ON with its target and entry point...).
+--smc also stops on the kernel's SMC instructions (as `rkvm smc catch`). `rkvm hvc last --json` gives
+the last caught trap.
 Example:
   (gdb) rkvm hvc catch --imm 0x4b
   rkvm: catching HVCs (imm16 == 0x4b) at 0x40a60400
@@ -182,6 +233,9 @@ Example:
         p.add_argument("--imm", type=lambda s: parse_int(s, "immediate"))
         self.add_cpu_argument(p)
         p.add_argument("--from-el", type=int, choices=(0, 1))
+        p.add_argument("--smc", action="store_true", help="SMC instructions of the kernel too")
+
+    hvc, smc, what = True, False, "HVCs"
 
     def run(self, args):
         if not args.off:
@@ -192,16 +246,57 @@ Example:
             STATE.hvc_catch = None
         if args.off:
             return {"armed": False, "addresses": []}
-        catch = HvcCatch(HvcFilter(args.imm, args.cpu, args.from_el))
-        addresses = catch.arm()
+        smc = self.smc or getattr(args, "smc", False)
+        catch = HvcCatch(HvcFilter(args.imm, args.cpu, getattr(args, "from_el", None)), hvc=self.hvc, smc=smc)
+        try:
+            addresses = catch.arm()
+        except BaseException:
+            catch.disarm()
+            raise
         STATE.hvc_catch = catch
-        return {"armed": True, "filter": catch.filter.describe(), "addresses": addresses}
+        return {"armed": True, "filter": catch.filter.describe(), "addresses": addresses,
+                "smc_sites": [bp.va for bp in catch.smc_bps]}
 
     def format(self, r, args):
         if not r["armed"]:
-            return "rkvm: hvc catch off"
-        where = ", ".join(f"{a:#x}" for a in r["addresses"]) or "nowhere yet (VBAR_EL2 not set: re-armed at each stop)"
-        return f"rkvm: catching HVCs ({r['filter']}) at {where}"
+            return f"rkvm: {self.name} off"
+        lines = []
+        if self.hvc:
+            where = ", ".join(f"{a:#x}" for a in r["addresses"]) or \
+                "nowhere yet (VBAR_EL2 not set: re-armed at each stop)"
+            lines.append(f"rkvm: catching HVCs ({r['filter']}) at {where}")
+        if r["smc_sites"]:
+            lines.append(f"rkvm: catching SMCs ({r['filter']}) at the kernel's {len(r['smc_sites'])} SMC "
+                         "instructions")
+        return "\n".join(lines)
+
+
+@only_when(STOPPED)
+class RkvmSmcCatch(RkvmHvcCatch):
+    """Stop when the kernel is about to execute an SMC; `rkvm smc catch off` removes it.
+
+Usage: rkvm smc catch [--imm N] [--cpu N] [--json]
+       rkvm smc catch off
+Puts a breakpoint on every SMC instruction of vmlinux's text (init and exit text left out: freed after
+boot), at the KASLR slide, and stops there before the SMC runs, with x0..x7 and the SMCCC function
+decoded: PSCI calls show their arguments (CPU_ON: the target MPIDR and the entry point). On this lab the
+kernel's PSCI conduit is SMC, answered by QEMU itself (`rkvm psci` says which conduit a kernel uses).
+`rkvm hvc last` shows the last one caught; `rkvm hvc catch --smc` catches HVCs and SMCs together.
+Example:
+  (gdb) rkvm smc catch
+  rkvm: catching SMCs (every HVC) at the kernel's 10 SMC instructions
+  (gdb) continue
+  rkvm: CPU 0: SMC #0x0 from EL1h at 0xffff80008001a174 <__arm_smccc_smc+0x4>
+    x0=0x84000008 (PSCI SYSTEM_OFF) ...
+    PSCI SYSTEM_OFF()"""
+
+    name = "smc catch"
+    hvc, smc = False, True
+
+    def add_arguments(self, p):
+        p.add_argument("off", nargs="?", choices=("off",))
+        p.add_argument("--imm", type=lambda s: parse_int(s, "immediate"))
+        self.add_cpu_argument(p)
 
 
 @only_when(CONNECTED)
@@ -301,19 +396,71 @@ def summarize(log: list[dict]) -> list[dict]:
     return [{"cpu": c, "imm16": i, "function": f, "count": n} for (c, i, f), n in sorted(rows.items())]
 
 
+def log_trace_rows(events: list[dict], entries_only: bool) -> list[dict]:
+    """Entries (with the return that pairs with each) from the exception log, numbered."""
+    rows, by_seq = [], {}
+    for e in events:
+        if e["kind"] == "entry":
+            caller = (e["elr"] - 4) if e["class"] in ("hvc", "smc") and e["elr"] is not None else e["elr"]
+            row = {"n": len(rows) + 1, "cpu": e["cpu"], "class": e["class"], "imm16": e["imm16"],
+                   "caller": caller, "caller_symbol": e["caller_symbol"] or e["elr_symbol"], "from_el": e["from_el"],
+                   "to_el": e["to_el"], "handler": e["pc"], "handler_symbol": e["pc_symbol"],
+                   "psci_by_qemu": e["psci_by_qemu"], "returned_to": None, "inferred": e["inferred"]}
+            rows.append(row)
+            by_seq[(e["cpu"], e["seq"])] = row
+        elif not entries_only and e.get("entry_seq") is not None:
+            row = by_seq.get((e["cpu"], e["entry_seq"]))
+            if row is not None:
+                row["returned_to"] = e["pc"]
+    return rows
+
+
+def format_log_row(r: dict) -> str:
+    sym = f" <{escape(r['caller_symbol'])}>" if r["caller_symbol"] else ""
+    what = f"{r['class'].upper()} #{r['imm16']:#x}" if r["imm16"] is not None else r["class"].upper()
+    cpu = "?" if r["cpu"] is None else r["cpu"]
+    caller = "?" if r["caller"] is None else f"{r['caller']:#x}"
+    line = f"#{r['n']:<4} CPU {cpu}{'~' if r['inferred'] else ' '} {what} at {caller}{sym}"
+    if r["psci_by_qemu"]:
+        return line + "  -> PSCI, answered by QEMU"
+    if r["handler"] is not None:
+        hsym = f" <{escape(r['handler_symbol'])}>" if r["handler_symbol"] else ""
+        line += f"  -> EL{r['to_el']} {r['handler']:#x}{hsym}"
+    if r["returned_to"] is not None:
+        line += f"  returned to {r['returned_to']:#x}"
+    return line
+
+
+def summarize_log(rows: list[dict]) -> list[dict]:
+    counts = {}
+    for r in rows:
+        key = (-1 if r["cpu"] is None else r["cpu"], r["class"], r["imm16"] if r["imm16"] is not None else -1,
+               r["caller_symbol"] or (f"{r['caller']:#x}" if r["caller"] is not None else "?"))
+        counts[key] = counts.get(key, 0) + 1
+    return [{"cpu": None if c < 0 else c, "class": k, "imm16": None if i < 0 else i, "caller": f, "count": n}
+            for (c, k, i, f), n in sorted(counts.items())]
+
+
 @only_when(STOPPED)
 class RkvmHvcTrace(RkvmCommand):
-    """Log every HVC into EL2 and the x0 it returns, without stopping; a summary at the end.
+    """Log every HVC into EL2 (and SMC with --smc) without stopping; a summary at the end.
 
-Usage: rkvm hvc trace [--count N] [--seconds S] [--imm N] [--cpu N] [--entries-only] [--json]
+Usage: rkvm hvc trace [--count N] [--seconds S] [--imm N] [--cpu N] [--smc] [--entries-only] [--json]
+       rkvm hvc trace --args [--count N] [--seconds S] [--imm N] [--cpu N] [--entries-only] [--json]
 Runs the guest until N traps were logged or S seconds passed (default: 20 traps, 30 s); Ctrl-C
-ends it cleanly with the summary. Entries are caught at VBAR_EL2 + 0x400, returns at the EL2
-code's ERET instructions; --entries-only skips the returns (one stop per trap instead of two, so
-about twice the rate, without the returned x0).
+ends it cleanly with the summary. By default the traps come from QEMU's exception log, on every CPU
+and from reset if the guest is there, with no stop at all: the caller (ELR - 4) symbolized, the
+immediate, the EL2 handler it entered, where its ERET returned. --smc adds SMCs (PSCI calls QEMU
+answers itself show as such).
+--args: breakpoints instead, for the register values the log does not carry: entries at
+VBAR_EL2 + 0x400 with x0 (named: hyp-stub, rkvm and SMCCC/PSCI function IDs) and x1, returns at the
+EL2 code's ERETs with the returned x0; --entries-only skips the returns (one stop per trap, not two).
 Example:
   (gdb) rkvm hvc trace --count 2
+  #1    CPU 0  HVC #0x4b at 0xffff800078540058 <rkvm_hvc+0x38>  -> EL2 0x4099c400 <rkvm_vec_lower64_sync>
+        returned to 0xffff80007854005c   (one line on screen)
+  (gdb) rkvm hvc trace --args --count 2
   #1    CPU 0  HVC #0x4b at 0xffff800078540058 <rkvm_hvc+0x38>  x0=0x524b0001 RKVM_HVC_PING x1=0x0 -> x0=0x524b564d
-  #2    CPU 0  HVC #0x4b at 0xffff800078540058 <rkvm_hvc+0x38>  x0=0x524b0001 RKVM_HVC_PING x1=0x1 -> x0=0x524b564c
   CPU  imm16  function        count
   0    0x4b   RKVM_HVC_PING   2
   total 2 traps in 0.4 s"""
@@ -326,6 +473,8 @@ Example:
         p.add_argument("--imm", type=lambda s: parse_int(s, "immediate"))
         self.add_cpu_argument(p)
         p.add_argument("--entries-only", action="store_true")
+        p.add_argument("--smc", action="store_true", help="SMCs too (from the exception log)")
+        p.add_argument("--args", action="store_true", help="breakpoints, with x0/x1 and the returned x0")
 
     def run(self, args):
         check_filter(args.imm, args.cpu)
@@ -333,6 +482,10 @@ Example:
         seconds = args.seconds if args.seconds is not None else 30.0
         if count is not None and count <= 0:
             raise RkvmError("--count must be positive")
+        if not args.args:
+            return self._from_log(args, count, seconds)
+        if args.smc:
+            raise RkvmError("--smc reads the exception log; with --args use 'rkvm smc catch' for SMC registers")
         deadline = Deadline(seconds)
         tracer = HvcTracer(HvcFilter(args.imm, args.cpu), count, live=not args.json, deadline=deadline,
                            returns=not args.entries_only)
@@ -346,10 +499,36 @@ Example:
             finally:
                 tracer.disarm()
         elapsed = time.monotonic() - start
-        return {"traps": tracer.log, "summary": summarize(tracer.log), "total": len(tracer.log),
-                "seconds": elapsed, "complete": count is None or len(tracer.log) >= count}
+        return {"source": "breakpoints", "traps": tracer.log, "summary": summarize(tracer.log),
+                "total": len(tracer.log), "seconds": elapsed,
+                "complete": count is None or len(tracer.log) >= count}
+
+    def _from_log(self, args, count, seconds):
+        from .. import exclog
+        from ..target import el_log
+        classes = frozenset({"hvc", "smc"} if args.smc else {"hvc"})
+        r = el_log.trace(exclog.Filter(classes=classes, cpu=args.cpu, imm=args.imm), count, seconds,
+                         keep_returns=not args.entries_only)
+        rows = log_trace_rows([e.to_dict() for e in r.events], args.entries_only)
+        if not args.json:
+            for row in rows:
+                gdb.write(format_log_row(row) + "\n")
+        return {"source": "exception log", "traps": rows, "summary": summarize_log(rows), "total": len(rows),
+                "seconds": r.seconds, "seen": r.seen, "stopped_by": r.stopped_by, "log_unread": r.log_unread,
+                "complete": count is None or len(rows) >= count}
 
     def format(self, r, args):
+        if r["source"] == "exception log":
+            lines = [f"{'CPU':<4} {'class':<5} {'imm16':<6} {'caller':<28} count"]
+            for s in r["summary"]:
+                imm = f"{s['imm16']:#x}" if s["imm16"] is not None else "-"
+                cpu = "?" if s["cpu"] is None else s["cpu"]
+                lines.append(f"{cpu:<4} {s['class']:<5} {imm:<6} {escape(s['caller']):<28} {s['count']}")
+            lines.append(f"total {r['total']} traps in {r['seconds']:.1f} s ({r['seen']} transitions read from the "
+                         f"log, stopped by {r['stopped_by']})")
+            if r["log_unread"]:
+                lines.append(f"({r['log_unread'] >> 10} KiB of log written after the stop was asked: not read)")
+            return "\n".join(lines)
         lines = [f"{'CPU':<4} {'imm16':<6} {'function':<22} count"]
         lines += [f"{s['cpu']:<4} {s['imm16']:<#6x} {s['function']:<22} {s['count']}" for s in r["summary"]]
         lines.append(f"total {r['total']} traps in {r['seconds']:.1f} s")

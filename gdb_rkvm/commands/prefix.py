@@ -16,3 +16,10 @@ class RkvmHvcPrefix(gdb.Command):
 
     def __init__(self):
         super().__init__("rkvm hvc", gdb.COMMAND_USER, gdb.COMPLETE_COMMAND, prefix=True)
+
+
+class RkvmSmcPrefix(gdb.Command):
+    """SMC calls (PSCI on this lab): `rkvm smc catch` stops on them. `rkvm hvc trace --smc` logs them."""
+
+    def __init__(self):
+        super().__init__("rkvm smc", gdb.COMMAND_USER, gdb.COMPLETE_COMMAND, prefix=True)

@@ -4,7 +4,7 @@ and what one trap looks like from there. Addresses are physical: EL2 runs with i
 import gdb
 
 from .. import stub_abi
-from ..arch import disasm, esr, pstate, vectors
+from ..arch import disasm, esr, pstate, smccc, vectors
 from ..errors import RkvmError
 from . import gdb_target as t
 from . import kernel_facts
@@ -42,7 +42,15 @@ def names_for_function(x0: int) -> str:
     for name, value in stub_abi.hvc_calls().items():
         if value == x0:
             return f"RKVM_HVC_{name}"
-    return ""
+    fid = smccc.decode_function_id(x0)   # SMCCC: PSCI, SMCCC_VERSION... (fast calls only)
+    return fid.label if fid is not None else ""
+
+
+def smccc_call(regs: dict) -> str:
+    """'PSCI CPU_ON(target_cpu=0x1 (...), entry_point_address=..., context_id=0x0)' when x0 is an SMCCC
+    function ID, else ''."""
+    call = smccc.decode_call(regs["x0"], regs["x1"], regs["x2"], regs["x3"])
+    return call.summary if call is not None else ""
 
 
 def trap_at_entry(cpu: int | None = None) -> dict:
@@ -63,6 +71,26 @@ def trap_at_entry(cpu: int | None = None) -> dict:
         "from_mode": pstate.mode_name(spsr), "from_el": pstate.exception_level(spsr),
         "caller": caller, "caller_symbol": t.symbol_at(caller), "registers": regs,
         "function": names_for_function(regs["x0"]), "handler_symbol": kernel_facts.el2_symbol(pc, marks),
+        "is_smc": ec == esr.EC_SMC64, "call": smccc_call(regs),
+    }
+
+
+def trap_at_smc(pc: int, imm: int, cpu: int | None = None) -> dict:
+    """A CPU stopped on an SMC instruction (not executed yet): its SMCCC call, from x0..x7."""
+    cpu = current_cpu() if cpu is None else cpu
+    regs = {f"x{n}": t.read_register(f"x{n}", cpu) for n in range(8)}
+    cpsr = t.read_register("cpsr", cpu)
+    try:
+        tsc = bool(t.read_register("HCR_EL2", cpu) >> 19 & 1)   # HCR_EL2.TSC: SMC at EL1 traps to EL2
+    except RkvmError:
+        tsc = False
+    return {
+        "cpu": cpu, "pc": pc, "slot": "", "slot_offset": None, "esr": None, "esr_summary": f"SMC #{imm:#x}",
+        "ec": esr.EC_SMC64, "is_hvc": False, "is_smc": True, "imm16": imm, "elr": None, "spsr": None,
+        "from_mode": pstate.mode_name(cpsr), "from_el": pstate.current_el_from_cpsr(cpsr), "caller": pc,
+        "caller_symbol": t.symbol_at(pc), "registers": regs, "function": names_for_function(regs["x0"]),
+        "handler_symbol": None, "call": smccc_call(regs),
+        "goes_to": "EL2 (HCR_EL2.TSC traps it)" if tsc and pstate.current_el_from_cpsr(cpsr) == 1 else "EL3",
     }
 
 
@@ -77,12 +105,20 @@ def quick_trap(cpu: int, r: dict) -> dict:
 
 def format_trap(tr: dict) -> str:
     sym = f" <{tr['caller_symbol']}>" if tr["caller_symbol"] else ""
-    what = f"HVC #{tr['imm16']:#x}" if tr["is_hvc"] else tr["esr_summary"]
+    what = f"HVC #{tr['imm16']:#x}" if tr["is_hvc"] else (f"SMC #{tr['imm16']:#x}" if tr.get("is_smc") and
+                                                           tr["imm16"] is not None else tr["esr_summary"])
     fn = f" ({tr['function']})" if tr["function"] else ""
     regs = tr["registers"]
     lines = [f"rkvm: CPU {tr['cpu']}: {what} from {tr['from_mode']} at {tr['caller']:#x}{sym}",
              f"  x0={regs['x0']:#x}{fn} x1={regs['x1']:#x} x2={regs['x2']:#x} x3={regs['x3']:#x}",
-             f"  x4={regs['x4']:#x} x5={regs['x5']:#x} x6={regs['x6']:#x} x7={regs['x7']:#x}",
-             f"  entered EL2 at {tr['pc']:#x} <{tr['handler_symbol'] or '?'}> ({tr['slot']}), "
-             f"ESR_EL2 {tr['esr']:#x}"]
+             f"  x4={regs['x4']:#x} x5={regs['x5']:#x} x6={regs['x6']:#x} x7={regs['x7']:#x}"]
+    if tr.get("call"):
+        lines.append(f"  {tr['call']}")
+    if tr.get("is_smc") and tr["esr"] is None:
+        where = tr.get("goes_to", "EL3")
+        lines.append(f"  stopped on the SMC instruction: it has not run yet ('stepi' runs it); it goes to {where}"
+                     + (", which QEMU plays when the board has no EL3 firmware" if where == "EL3" else ""))
+    else:
+        lines.append(f"  entered EL2 at {tr['pc']:#x} <{tr['handler_symbol'] or '?'}> ({tr['slot']}), "
+                     f"ESR_EL2 {tr['esr']:#x}")
     return "\n".join(lines)

@@ -1,8 +1,12 @@
 """Reading the QEMU guest from inside GDB: registers by architectural name, per vCPU, and memory
-(virtual, or physical through QEMU's PhyMemMode), without disturbing the user's thread and frame.
+(virtual, or physical), without disturbing the user's thread and frame.
 
-All reads made while the target is stopped are cached in STATE.stop_cache, which is cleared
-whenever the target runs (gdb_state.GdbState).
+Physical reads have one interface (read_physical, physical_reader) and two backends: guest RAM read
+directly (the session's RAM file, or QEMU's own memory for --attach: physmem.py) where it covers the
+range, QEMU's gdbstub in physical mode (PhyMemMode) otherwise. One caching rule for both: everything
+read while the target is stopped is kept in STATE.stop_cache, cleared when the target resumes or stops
+and when GDB writes memory or registers (gdb_state.GdbState). The RAM file is mapped read-only: every
+write goes through GDB, so GDB's own cache and ours see it.
 """
 
 import contextlib
@@ -216,24 +220,51 @@ def physical_memory():
         _phys_mode_packet(False)
 
 
+def gdbstub_read_physical(addr: int, size: int) -> bytes:
+    """Bytes at a physical address through the gdbstub only (PhyMemMode on and off around it)."""
+    _check_range(addr, size, "PA")
+    with physical_memory():
+        try:
+            return bytes(gdb.selected_inferior().read_memory(addr, size))
+        except gdb.MemoryError:
+            raise RkvmError(f"cannot read {size} bytes at PA {addr:#x} (no RAM or device there)") from None
+
+
 @contextlib.contextmanager
 def physical_reader():
-    """Yield read(addr, size) -> bytes over physical memory, with PhyMemMode switched on once for the
-    whole block (a walk reads many tables; switching per read would triple the round trips)."""
+    """Yield read(addr, size) -> bytes over physical memory. Guest RAM is read directly when a RAM
+    backend covers the range; anything else through the gdbstub, with PhyMemMode switched on at the
+    first such read and off when the block ends, on every path (a walk reads many tables; switching per
+    read would triple the round trips)."""
+    from . import physmem
     inferior = gdb.selected_inferior()
+    ram = physmem.backend()
+    phys_on = False
 
     def read(addr: int, size: int) -> bytes:
+        nonlocal phys_on
         key = ("phys", addr, size)
         _check_range(addr, size, "PA")
         if key not in STATE.stop_cache:
+            if ram is not None and ram.covers(addr, size):
+                STATE.stop_cache[key] = ram.read(addr, size)
+                return STATE.stop_cache[key]
+            if not phys_on:
+                if not physical_mode_supported():
+                    raise RkvmError("this gdbstub has no physical-memory mode (QEMU's qqemu.PhyMemMode)")
+                phys_on = True
+                _phys_mode_packet(True)
             try:
                 STATE.stop_cache[key] = bytes(inferior.read_memory(addr, size))
             except gdb.MemoryError:
                 raise RkvmError(f"cannot read {size} bytes at PA {addr:#x} (no RAM or device there)") from None
         return STATE.stop_cache[key]
 
-    with physical_memory():
+    try:
         yield read
+    finally:
+        if phys_on:
+            _phys_mode_packet(False)
 
 
 def read_physical(addr: int, size: int) -> bytes:
@@ -241,14 +272,8 @@ def read_physical(addr: int, size: int) -> bytes:
     key = ("phys", addr, size)
     if key in STATE.stop_cache:
         return STATE.stop_cache[key]
-    _check_range(addr, size, "PA")
-    with physical_memory():
-        try:
-            data = bytes(gdb.selected_inferior().read_memory(addr, size))
-        except gdb.MemoryError:
-            raise RkvmError(f"cannot read {size} bytes at PA {addr:#x} (no RAM or device there)") from None
-    STATE.stop_cache[key] = data
-    return data
+    with physical_reader() as read:
+        return read(addr, size)
 
 
 def symbol_at(addr: int) -> str | None:

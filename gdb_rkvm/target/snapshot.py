@@ -116,10 +116,17 @@ def snapshot() -> dict:
                   ("mode", "stub_pa", "vbar_written", "prev_vectors_pa", "installed_mask", "last_event")}
     park = t.symbol_address("rkvm_stub_park")
     el2_copy = el2_copy_checks(vbars, marks, problems)
+    psci_facts = None
+    try:
+        from . import psci
+        psci_facts = psci.facts()
+    except (RkvmError, gdb.error) as e:
+        problems.append(f"PSCI: {e}")
     return {"cpus": out_cpus, "vbar_el2": {str(k): v for k, v in vbars.items()}, "vbar_origins": origins,
             "hyp_stub_pa": marks.hyp_stub_pa, "rkvm_stub_pas": sorted(marks.rkvm_stub_pas),
             "ram": marks.ram, "stub": stub, "el2_code_uses_stack": uses_stack, "module": module,
-            "rkvm_stub_park": park, "el2_copy": el2_copy, "kernel_va_symbols": kernel_va_symbols(out_cpus, stub),
+            "rkvm_stub_park": park, "psci": psci_facts, "el2_copy": el2_copy,
+            "kernel_va_symbols": kernel_va_symbols(out_cpus, stub),
             "problems": problems, "partial": bool(problems)}
 
 

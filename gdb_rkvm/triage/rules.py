@@ -3,7 +3,7 @@ findings with a stable code, a severity, the CPUs, evidence and a plain explanat
 
 from dataclasses import asdict, dataclass, field
 
-from ..arch import esr, vectors
+from ..arch import esr, smccc, vectors
 
 MASK64 = (1 << 64) - 1
 
@@ -314,8 +314,46 @@ def console_silent(snap: dict, ctx: dict) -> list[Finding]:
                     "The guest stopped printing: a hang, or it is simply idle waiting for input.")]
 
 
+def psci_unhandled(snap: dict, ctx: dict) -> list[Finding]:
+    """PSCI calls made by HVC that reached EL2 vectors which do not implement PSCI (the kernel's hyp-stub,
+    the rkvm stub: both answer HVC_STUB_ERR), or came back with something PSCI never returns; else, with the
+    HVC conduit, CPUs whose VBAR_EL2 would take the next one there."""
+    p = snap.get("psci") or {}
+    bad = [c for c in p.get("calls", []) if c.get("conduit") == "hvc" and c.get("psci") and
+           (c.get("vbar_kind") in ("hyp-stub", "rkvm-stub") or
+            (c.get("result") is not None and not smccc.is_psci_result(c["result"])))]
+    explanation = ("The kernel's PSCI conduit is HVC (the device tree's /psci method), so CPU_ON, CPU_OFF, "
+                   "SYSTEM_OFF and the rest are exceptions to EL2, answered by whatever VBAR_EL2 points at. "
+                   "Vectors that replace the hypervisor's must implement PSCI (or forward it) — the kernel's "
+                   "hyp-stub and a minimal stub do not, and the kernel then cannot bring CPUs up or down or power "
+                   "off. On a host whose firmware has EL3, use the SMC conduit; otherwise handle the PSCI "
+                   "function IDs (0x84000000-0x8400001f, 0xc4000000-0xc400001f) in the EL2 code.")
+    if bad:
+        cpus = sorted({c["cpu"] for c in bad})
+        evidence = []
+        for c in bad[:8]:
+            res = f", returned {c['result_text']}" if c.get("result") is not None else ", no return seen"
+            where = f" <{c['site_symbol']}>" if c.get("site_symbol") else ""
+            vbar = f"VBAR_EL2 {c['vbar_el2']:#x} ({c['vbar_kind']})" if c.get("vbar_el2") is not None else "EL2"
+            evidence.append(f"CPU {c['cpu']}: {c['call']} by HVC at {c['site']:#x}{where} went to {vbar}{res}")
+        if len(bad) > 8:
+            evidence.append(f"... and {len(bad) - 8} more")
+        return [Finding("psci-call-unhandled", "error", cpus,
+                        f"{len(bad)} PSCI call(s) by HVC reached EL2 code that does not handle PSCI",
+                        evidence, explanation)]
+    if p.get("conduit") != "hvc":
+        return []
+    cpus = sorted(int(n) for n, c in (p.get("cpus") or {}).items() if c.get("handles_psci") is False)
+    if not cpus:
+        return []
+    return [Finding("psci-conduit-hvc", "warning", cpus,
+                    "the kernel calls PSCI by HVC, and VBAR_EL2 points at code that does not handle it",
+                    [f"CPU {n}: {p['cpus'][str(n)]['lands']}: {p['cpus'][str(n)]['why']}" for n in cpus],
+                    explanation)]
+
+
 RULES = [kernel_panic, vbar_from_virt_to_phys, vbar_not_ram, vbar_mismatch, el2_code_relocated,
-         el2_fault_at_kernel_va, el2_parked, el2_stack_unset, cpu_stuck, console_silent]
+         el2_fault_at_kernel_va, el2_parked, el2_stack_unset, cpu_stuck, console_silent, psci_unhandled]
 
 
 def diagnose(snap: dict, ctx: dict) -> list[Finding]:

@@ -38,6 +38,7 @@ class TriageOptions:
     overrides: dict = field(default_factory=dict)
     smp: int | None = None
     attach: str | None = None           # a gdbstub someone else started: Unix socket path or HOST:PORT
+    ram_file: bool = True               # guest RAM in the session's file (physical reads without the gdbstub)
 
 
 class Watch:
@@ -268,13 +269,16 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
             os.environ["RKVM_ATTACH"] = json.dumps(attached.__dict__)
         else:
             sess = session.start(opts.profile, mode=opts.mode, smp=opts.smp, append=opts.append,
-                                 overrides=opts.overrides, directory=sess_dir)
+                                 overrides=opts.overrides, directory=sess_dir, ram_file=opts.ram_file)
             run_info["cmdline"] = sess.kernel_cmdline
         mi = GdbMi()
         if "attached to" not in mi.startup_output:
             raise RkvmError("GDB did not attach: " + (mi.startup_output.strip().splitlines() or ["no output"])[-1])
         if opts.attach:
             sess = attached
+        watch = mi.console("rkvm psci --watch", timeout=60)   # the kernel's SMCCC calls, from here on
+        if not watch.ok:
+            ctx["psci_watch"] = watch.error
         if opts.until.startswith("event:"):
             res = mi.console(f"rkvm run-to {opts.until[6:]} --timeout {opts.timeout:g}", timeout=opts.timeout + 30)
             if not res.ok:
@@ -329,4 +333,5 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
 def options_from_args(args) -> TriageOptions:
     return TriageOptions(profile=args.profile, mode=args.mode, append=args.append, until=args.until,
                          timeout=args.timeout, out=Path(args.out), run=args.run, settle=args.settle,
-                         overrides=profiles.parse_overrides(args.set), smp=args.smp, attach=args.attach)
+                         overrides=profiles.parse_overrides(args.set), smp=args.smp, attach=args.attach,
+                         ram_file=not getattr(args, "no_ram_file", False))

@@ -71,7 +71,7 @@ def test_catch_a_ping_then_step_it_back_to_el1(installed_lab):
 
 def test_trace_twenty_pings(installed_lab):
     sess, mi, _ = installed_lab()
-    res, _ = run_while_typing(mi, sess, "rkvm hvc trace --count 20 --seconds 60",
+    res, _ = run_while_typing(mi, sess, "rkvm hvc trace --args --count 20 --seconds 60",
                               "echo burst 20 > /sys/kernel/debug/rkvm/hvc", timeout=120)
     assert res.ok, res.error
     lines = [x for x in res.output.splitlines() if x.startswith("#")]
@@ -84,7 +84,8 @@ def test_trace_twenty_pings(installed_lab):
 
 def test_trace_el_timeline(installed_lab):
     sess, mi, _ = installed_lab()
-    res, _ = run_while_typing(mi, sess, "rkvm trace-el --count 2 --json", "echo burst 2 > /sys/kernel/debug/rkvm/hvc")
+    res, _ = run_while_typing(mi, sess, "rkvm trace-el --args --count 2 --json",
+                              "echo burst 2 > /sys/kernel/debug/rkvm/hvc")
     events = js(res.output)["events"]
     kinds = [e["kind"] for e in events]
     assert kinds == ["entry", "return", "entry", "return"]
