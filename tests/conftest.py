@@ -129,9 +129,17 @@ def _qemu_pids():
 
 
 def js(out: str):
-    """The JSON object a command printed (with --json), ignoring GDB's own lines around it."""
+    """The JSON object a command printed (with --json), ignoring GDB's and rkvm's own lines around it
+    (a notice may hold a brace): the object starts at a line that is just "{"."""
     import json
-    return json.loads(out[out.index("{"):out.rindex("}") + 1])
+    end = out.rindex("}") + 1
+    starts = [i for i in range(len(out)) if out.startswith("{\n", i) and (i == 0 or out[i - 1] == "\n")]
+    for start in reversed(starts):
+        try:
+            return json.loads(out[start:end])
+        except ValueError:
+            continue
+    return json.loads(out[out.index("{"):end])
 
 
 @pytest.fixture

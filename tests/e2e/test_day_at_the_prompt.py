@@ -144,7 +144,7 @@ def test_a_day_at_the_prompt(start_lab, gdb_on):
         assert any(c["el"] == 2 for c in here["cpus"])
         at_el2 = js(mi.check("rkvm contig rkvm_debug.pages_buf 0x4000 --json"))
         assert at_el2["contiguous"] and len(at_el2["pages"]) == 4
-        trace = mi.console("rkvm trace-el --count 2", timeout=60)
+        trace = mi.console("rkvm trace-el --count 2 --args", timeout=60)   # breakpoints: they meet the catch
         assert trace.ok, trace.error
         assert trace.output.count("EL1h -> EL2h") >= 2 and "paused while trace-el ran" in trace.output
         assert "it is armed again" in trace.output

@@ -1,15 +1,14 @@
 """`rkvm walk`, `v2p`, `contig`, `vmmap`, `p2v` on the live lab, checked against QEMU's own translation."""
 
-import json
 import re
 
 import pytest
 
+from tests.conftest import js
+
 pytestmark = pytest.mark.lab
 
 
-def js(out: str):
-    return json.loads(out[out.index("{"):out.rindex("}") + 1])
 
 
 def value(mi, expr: str) -> int:

@@ -12,13 +12,11 @@ import pytest
 
 from gdb_rkvm import session
 from gdb_rkvm.paths import REPO
-from tests.conftest import no_new_qemu
+from tests.conftest import js, no_new_qemu
 
 pytestmark = pytest.mark.lab
 
 
-def js(out: str):
-    return json.loads(out[out.index("{"):out.rindex("}") + 1])
 
 
 def hexval(mi, expr):
