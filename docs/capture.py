@@ -46,13 +46,26 @@ PAGES = [
 ]
 
 
+def _type_quietly(console, text):
+    try:
+        console.send(text)
+    except OSError:
+        pass
+
+
 def run(mi, sess, cmd, console):
     if cmd.startswith("@"):
         what, cmd = cmd.split(" ", 1)
         line = {"@ping": "echo ping 0x77 > /sys/kernel/debug/rkvm/hvc",
                 "@burst": "echo burst 5 > /sys/kernel/debug/rkvm/hvc"}[what]
-        threading.Timer(1.0, lambda: console.send(line + "\n")).start()
+        typer = threading.Timer(1.0, _type_quietly, args=(console, line + "\n"))
+        typer.start()
+    else:
+        typer = None
     res = mi.console(cmd, timeout=120)
+    if typer is not None:
+        typer.cancel()   # the command may be done before the line was typed (the log needs no HVC)
+        typer.join()
     text = res.output.rstrip()
     if not res.ok:
         text += ("\n" if text else "") + res.error
