@@ -62,9 +62,12 @@ test: lab lab-kaslr
 unit: setup stub
 	$(PYTHON) -m pytest -q tests/unit
 
-bench: lab
+bench: lab lab-kaslr
 	$(PYTHON) benchmarks/pagewalk.py
 	$(PYTHON) benchmarks/hvc_trace.py
+	$(PYTHON) benchmarks/attach.py
+	$(PYTHON) benchmarks/attach.py --profile lab-kaslr
+	$(PYTHON) benchmarks/triage.py
 
 docs: lab
 	$(PYTHON) docs/capture.py

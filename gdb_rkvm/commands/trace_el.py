@@ -87,9 +87,11 @@ def format_log_event(e: dict, explain: bool = False) -> list[str]:
         what = e["esr_summary"] if e["esr"] is not None else e["exception"]
         if e["class"] == "dabt" and e["far"] is not None:
             what += f", FAR {e['far']:#x}"
-        line = f"{cpu}{mark} EL{e['from_el']} -> EL{e['to_el']}  {what}  ELR {_addr(e['elr'], e['elr_symbol'])}"
+        line = f"{cpu}{mark} EL{e['from_el']} -> EL{e['to_el']}  {what}"
+        if e["elr"] is not None:
+            line += f"  ELR {_addr(e['elr'], e['elr_symbol'])}"
         if e["psci_by_qemu"]:
-            line += "  (answered by QEMU as PSCI firmware)"
+            line += "  answered by QEMU as the PSCI firmware (its log names no caller: 'rkvm smc catch' does)"
         elif e["pc"] is not None:
             line += f"  -> {_addr(e['pc'], e['pc_symbol'])} [{short_slot(e['slot_offset'])}]"
         lines = [line]

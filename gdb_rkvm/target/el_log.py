@@ -25,7 +25,7 @@ from ..arch import esr, vectors
 from ..errors import RkvmError
 from . import gdb_target as t
 from . import kernel_facts
-from .gdb_state import STATE
+from .gdb_state import STATE, command_settings
 from .resume import Deadline, continue_until
 
 
@@ -138,7 +138,9 @@ def trace(flt: exclog.Filter, count: int | None, seconds: float, keep_returns: b
         files.mark()
         control.on()
         reader.start()
-        continue_until(deadline, grace=1.0)
+        # the guest is stopped by us (QMP stop, or SIGINT): not a stop to report with its frame
+        with command_settings({"suppress-cli-notifications": "on"}):
+            continue_until(deadline, grace=1.0)
     finally:
         elapsed = time.monotonic() - start
         control.off()

@@ -104,6 +104,9 @@ def test_attached_qemu_is_read_through_its_own_memory(start_lab, gdb_on, monkeyp
     assert sess.ram_fd == -1
     monkeypatch.setenv("RKVM_ATTACH", json.dumps(session.external(sess.gdb_address).__dict__))
     mi = gdb_on(sess)
+    # its exception log is not ours to redirect: this QEMU logs per thread already (one line, no trace)
+    err = mi.console("rkvm trace-el --count 1").error
+    assert err == "rkvm trace-el: QEMU refused the log file: Cannot change log filename after setting 'tid'", err
     mi.check("rkvm run-to installed-all", timeout=90)
     status = mi.check("rkvm status")
     if os.geteuid() == 0:
@@ -149,6 +152,14 @@ def test_trace_el_classes_and_smc_answered_by_qemu(start_lab, gdb_on):
     assert smc[0]["elr"] is None   # QEMU logs no ELR for a call it answers itself (`rkvm smc catch` has them)
     assert "rkvm trace-el: --class bogus: expected one or more of hvc, smc" in \
         mi.console("rkvm trace-el --class bogus").error
+
+
+def test_hvc_trace_smc_from_reset(start_lab, gdb_on):
+    mi = gdb_on(start_lab())
+    r = js(mi.check("rkvm hvc trace --smc --count 3 --seconds 60 --json", timeout=120))
+    assert [t["class"] for t in r["traps"]] == ["hvc", "smc", "smc"]
+    assert r["traps"][0]["caller_symbol"].startswith("finalise_el2") and r["traps"][1]["psci_by_qemu"]
+    assert "-> PSCI, answered by QEMU" in mi.check("rkvm hvc trace --smc --count 1 --seconds 30")
 
 
 def test_hvc_trace_from_the_log_during_a_burst(installed_lab):
