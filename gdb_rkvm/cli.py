@@ -276,6 +276,10 @@ def main(argv=None) -> int:
     except RkvmError as e:
         print(f"rkvm {args.command}: {escape(str(e))}", file=sys.stderr)
         return 2
+    except OSError as e:   # a file, socket or process the system refused: one line, not a traceback
+        where = f" ({escape(str(e.filename))})" if e.filename else ""
+        print(f"rkvm {args.command}: {escape(e.strerror or str(e))}{where}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, Terminated):
         print(f"rkvm {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -68,6 +68,8 @@ class Qmp:
                 chunk = self.sock.recv(65536)
             except socket.timeout:
                 continue
+            except OSError as e:
+                raise QmpError(f"QEMU's QMP socket at {self.path}: {e.strerror or e}") from None
             if not chunk:
                 raise QmpError(f"QEMU closed its QMP socket at {self.path}")
             self.buf += chunk

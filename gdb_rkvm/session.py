@@ -172,7 +172,10 @@ def from_environment() -> Session | None:
     """The session GDB should use: RKVM_ATTACH (set by `rkvm triage --attach`) or the running one."""
     attach = os.environ.get("RKVM_ATTACH")
     if attach:
-        return Session(**json.loads(attach))
+        try:
+            return Session(**json.loads(attach))
+        except (ValueError, TypeError):
+            raise RkvmError("RKVM_ATTACH is not a session record (it is set by `rkvm triage --attach`)") from None
     return current()
 
 
@@ -278,6 +281,22 @@ def _remove_exception_logs(directory: Path) -> None:
                 pass
 
 
+
+def _record(proc, gdb, directory, console, qemu_log, profile, append, argv, short, qmp_sock, ram_fd, ram_size,
+            ram_id, exception_log) -> "Session":
+    """The session record of a QEMU just started."""
+    address = gdb if isinstance(gdb, str) else f"127.0.0.1:{gdb}"
+    return Session(pid=proc.pid, gdb_address=address, serial_log=str(directory / "serial.log"),
+                   console_socket=str(console), qemu_log=str(qemu_log),
+                   vmlinux=profile.gdb.get("vmlinux", ""), gdb_scripts=profile.gdb.get("scripts", ""),
+                   module_dirs=profile.gdb.get("module_dirs", []), profile=profile.name,
+                   kernel_cmdline=profile.kernel_cmdline(append), argv=argv, started_at=time.time(),
+                   start_ticks=qemu_process.start_ticks(proc.pid) or 0, session_dir=str(directory),
+                   socket_dir=str(short or ""), qmp_socket=str(qmp_sock),
+                   ram_fd=-1 if ram_fd is None else ram_fd, ram_base=VIRT_RAM_BASE if ram_fd is not None else 0,
+                   ram_size=ram_size, ram_id=ram_id, exception_log=exception_log or "")
+
+
 def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = None, append: str = "",
           overrides: dict | None = None, directory: Path | None = None, outlive: bool = False,
           tcp_port: int | None = None, ram_file: bool = True) -> Session:
@@ -340,18 +359,13 @@ def start(profile_name: str = "lab", mode: str | None = None, smp: int | None = 
             break
         else:
             raise RkvmError("QEMU did not start after 4 tries (no free loopback port for the gdbstub?)")
-        address = gdb if isinstance(gdb, str) else f"127.0.0.1:{gdb}"
-        sess = Session(pid=proc.pid, gdb_address=address, serial_log=str(directory / "serial.log"),
-                       console_socket=str(console), qemu_log=str(qemu_log),
-                       vmlinux=profile.gdb.get("vmlinux", ""), gdb_scripts=profile.gdb.get("scripts", ""),
-                       module_dirs=profile.gdb.get("module_dirs", []), profile=profile.name,
-                       kernel_cmdline=profile.kernel_cmdline(append), argv=argv, started_at=time.time(),
-                       start_ticks=qemu_process.start_ticks(proc.pid) or 0, session_dir=str(directory),
-                       socket_dir=str(short or ""), qmp_socket=str(qmp_sock),
-                       ram_fd=-1 if ram_fd is None else ram_fd, ram_base=VIRT_RAM_BASE if ram_fd is not None else 0,
-                       ram_size=ram_size, ram_id=ram_id, exception_log=exception_log or "")
         try:
+            sess = _record(proc, gdb, directory, console, qemu_log, profile, append, argv, short, qmp_sock,
+                           ram_fd, ram_size, ram_id, exception_log)
             write_atomic(_json_path(directory), json.dumps(asdict(sess), indent=2) + "\n", mode=0o600)
+        except OSError as e:
+            qemu_process.terminate(proc.pid)
+            raise RkvmError(f"cannot write the session record in {directory}: {e.strerror or e}") from None
         except BaseException:
             qemu_process.terminate(proc.pid)
             raise

@@ -245,3 +245,8 @@ def stage2_enabled(hcr_el2: int) -> bool:
 def walks_disabled(tcr_el1: int, upper: bool) -> bool:
     """TCR_EL1.EPD1 (upper, TTBR1) or EPD0 (TTBR0): table walks through that TTBR disabled."""
     return bool(field(tcr_el1, TCR_EL1, "EPD1" if upper else "EPD0"))
+
+
+def smc_traps_to_el2(hcr_el2: int) -> bool:
+    """HCR_EL2.TSC: an SMC executed at EL1 is trapped to EL2 (as EC 0x17) instead of going to EL3."""
+    return bool(field(hcr_el2, HCR_EL2, "TSC"))

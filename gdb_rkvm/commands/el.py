@@ -1,3 +1,4 @@
+from ..arch import regfields
 from ..target import gdb_target as t
 from ..target import kernel_facts
 from ..target.cpu_state import el_picture
@@ -39,7 +40,8 @@ Example:
             if name == "HCR_EL2":
                 extra = f"set: {r['hcr_el2_set']}"
             if name == "SCTLR_EL2" and v is not None:
-                extra = f"M={v & 1}: EL2 MMU {'on' if v & 1 else 'off (EL2 addresses are physical)'}"
+                m = regfields.mmu_enabled(v)
+                extra = f"M={int(m)}: EL2 MMU {'on' if m else 'off (EL2 addresses are physical)'}"
             lines.append(f"{name:<10}{hx(v):<20}{extra}")
             if args.explain and e.get("explain"):
                 lines += [f"            {x}" for x in e["explain"]]

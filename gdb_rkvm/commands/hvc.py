@@ -7,7 +7,7 @@ from ..argtypes import seconds
 from ..arch.vectors import LOWER_A64_SYNC
 from ..errors import RkvmError
 from ..guest_text import escape
-from ..target import el2_symbols, el2_traps
+from ..target import el2_symbols, el2_traps, symbol_files
 from ..target import gdb_target as t
 from ..target.gdb_state import STATE, StopCheckBreakpoint, notice
 from ..target.resume import Deadline, continue_until
@@ -71,15 +71,10 @@ def smc_sites() -> list[tuple[int, int]]:
     """(VA, imm16) of the kernel's SMC instructions (vmlinux's text outside init/exit), at the KASLR slide."""
     from .. import elf_symtab
     from ..arch import smccc
-    sess = STATE.session
-    if sess is None or not sess.vmlinux:
-        raise RkvmError("no vmlinux: the SMC instructions are found in its text")
-    if STATE.kaslr.get("pending"):
-        raise RkvmError("the KASLR slide is not known yet: boot further first")
-    slide = STATE.kaslr.get("slide") or 0
-    sites = elf_symtab.conduit_sites(sess.vmlinux, smccc.SMC_BITS)
+    vmlinux, slide = symbol_files.vmlinux_at_slide("the SMC instructions")
+    sites = elf_symtab.conduit_sites(vmlinux, smccc.SMC_BITS)
     if not sites:
-        raise RkvmError(f"no SMC instruction found in {sess.vmlinux}")
+        raise RkvmError(f"no SMC instruction found in {vmlinux}")
     return [((va + slide) & t.MASK64, imm) for va, imm in sites]
 
 

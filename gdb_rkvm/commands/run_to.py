@@ -11,48 +11,56 @@ from .base import CONNECTED, SESSION, RkvmCommand, only_when
 from .hvc import catch_suspended
 
 
-class _EventBreakpoint(StopCheckBreakpoint):
-    """On rkvm_debug_event(event, cpu, stub_pa, arg): stops only for the wanted event and CPU."""
+class _CountingBreakpoint(StopCheckBreakpoint):
+    """Stops on the K-th hit that `hit()` accepts (a record of it, or None to go on), or when the
+    deadline has passed; what it matched is left in `matched`."""
+
+    def __init__(self, location: str, event: str, cpu: int | None, count: int, deadline):
+        super().__init__(location, internal=True)
+        self.silent = True
+        self.event, self.cpu, self.remaining, self.deadline = event, cpu, count, deadline
+        self.matched = None
+
+    def hit(self) -> dict | None:
+        raise NotImplementedError
+
+    def check(self):
+        if self.deadline.passed():
+            return True
+        record = self.hit()
+        if record is None:
+            return False
+        self.remaining -= 1
+        if self.remaining > 0:
+            return False
+        self.matched = record
+        return True
+
+
+class _EventBreakpoint(_CountingBreakpoint):
+    """On rkvm_debug_event(event, cpu, stub_pa, arg): the wanted event on the wanted CPU."""
 
     def __init__(self, event: str, cpu: int | None, count: int, deadline):
-        super().__init__("rkvm_debug_event", internal=True)
-        self.silent = True
-        self.event, self.cpu, self.remaining, self.deadline = event, cpu, count, deadline
-        self.matched = None
+        super().__init__("rkvm_debug_event", event, cpu, count, deadline)
 
-    def check(self):
-        if self.deadline.passed():
-            return True
+    def hit(self):
         ev = t.debug_event_at_hook()
         if ev.event != self.event or (self.cpu is not None and ev.cpu != self.cpu):
-            return False
-        self.remaining -= 1
-        if self.remaining > 0:
-            return False
-        self.matched = ev.to_dict()
-        return True
+            return None
+        return ev.to_dict()
 
 
-class _BootBreakpoint(StopCheckBreakpoint):
-    """At a physical address of the kernel's boot code: stops on the K-th hit by a wanted CPU."""
+class _BootBreakpoint(_CountingBreakpoint):
+    """At a physical address of the kernel's boot code, hit by a wanted CPU."""
 
     def __init__(self, event: str, pa: int, cpu: int | None, count: int, deadline):
-        super().__init__(f"*{pa:#x}", internal=True)
-        self.silent = True
-        self.event, self.cpu, self.remaining, self.deadline = event, cpu, count, deadline
-        self.matched = None
+        super().__init__(f"*{pa:#x}", event, cpu, count, deadline)
 
-    def check(self):
-        if self.deadline.passed():
-            return True
+    def hit(self):
         cpu = el2_traps.current_cpu()
         if self.cpu is not None and cpu != self.cpu:
-            return False
-        self.remaining -= 1
-        if self.remaining > 0:
-            return False
-        self.matched = boot.describe(self.event, cpu)
-        return True
+            return None
+        return boot.describe(self.event, cpu)
 
 
 @only_when(SESSION, CONNECTED)

@@ -4,7 +4,7 @@ and what one trap looks like from there. Addresses are physical: EL2 runs with i
 import gdb
 
 from .. import stub_abi
-from ..arch import disasm, esr, pstate, smccc, vectors
+from ..arch import disasm, esr, pstate, regfields, smccc, vectors
 from ..errors import RkvmError
 from . import gdb_target as t
 from . import kernel_facts
@@ -81,7 +81,7 @@ def trap_at_smc(pc: int, imm: int, cpu: int | None = None) -> dict:
     regs = {f"x{n}": t.read_register(f"x{n}", cpu) for n in range(8)}
     cpsr = t.read_register("cpsr", cpu)
     try:
-        tsc = bool(t.read_register("HCR_EL2", cpu) >> 19 & 1)   # HCR_EL2.TSC: SMC at EL1 traps to EL2
+        tsc = regfields.smc_traps_to_el2(t.read_register("HCR_EL2", cpu))
     except RkvmError:
         tsc = False
     return {

@@ -213,8 +213,8 @@ def physical_memory():
     """Memory reads in this block are physical (QEMU's PhyMemMode); virtual mode is restored on every path."""
     if not physical_mode_supported():
         raise RkvmError("this gdbstub has no physical-memory mode (QEMU's qqemu.PhyMemMode)")
-    _phys_mode_packet(True)
     try:
+        _phys_mode_packet(True)   # inside the try: a failure after the mode switched still switches back
         yield
     finally:
         _phys_mode_packet(False)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 from .. import elf_symtab
+from ..arch import vectors
 from ..errors import RkvmError
 from . import gdb_target as t
 from . import symbol_files
@@ -43,7 +44,7 @@ def detect(vmlinux: str) -> dict:
             vbar = t.read_register("VBAR_EL1", cpu)
         except RkvmError:
             continue
-        if vbar & KERNEL_HALF and vbar & 0x7FF == 0:
+        if vbar & KERNEL_HALF and vectors.is_aligned(vbar):
             slide = (vbar - link) & t.MASK64
             if slide & 0xFFFF:
                 continue  # not vectors (early boot code may briefly use another table)

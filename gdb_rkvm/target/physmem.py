@@ -34,7 +34,7 @@ def backend():
         return None
     try:
         _verify(reader, sess)
-    except RkvmError as e:
+    except (RkvmError, gdb.error) as e:   # a lost connection too: the mapping is closed either way
         reader.close()
         STATE.phys_how = f"gdbstub ({e})"
         return None

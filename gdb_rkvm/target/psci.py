@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 import gdb
 
 from .. import elf_symtab
-from ..arch import smccc
+from ..arch import regfields, smccc
 from ..errors import RkvmError
 from ..vbar_el2 import classify
 from . import gdb_target as t
-from . import kernel_facts
+from . import kernel_facts, symbol_files
 from .gdb_state import STATE, StopCheckBreakpoint
 
 CONDUITS = {0: "none", 1: "smc", 2: "hvc"}
@@ -98,24 +98,19 @@ class PsciWatch:
         self.dropped = 0
 
     def arm(self) -> int:
-        sess = STATE.session
-        if sess is None or not sess.vmlinux:
-            raise RkvmError("no vmlinux: the HVC and SMC instructions are found in its text")
-        if STATE.kaslr.get("pending"):
-            raise RkvmError("the KASLR slide is not known yet: boot further first")
-        slide = STATE.kaslr.get("slide") or 0
-        entry = elf_symtab.link_addresses(sess.vmlinux, ENTRY_POINTS)
+        vmlinux, slide = symbol_files.vmlinux_at_slide("the HVC and SMC instructions")
+        entry = elf_symtab.link_addresses(vmlinux, ENTRY_POINTS)
         for name, bits in (("hvc", smccc.HVC_BITS), ("smc", smccc.SMC_BITS)):
             start = entry.get(f"__arm_smccc_{name}")
             if start is None:
                 continue
-            for va, _imm in elf_symtab.conduit_sites(sess.vmlinux, bits):
+            for va, _imm in elf_symtab.conduit_sites(vmlinux, bits):
                 if start <= va < start + 0x40:   # the entry point's own instruction (SMCCC macro: the 2nd)
                     va = (va + slide) & t.MASK64
                     self.bps.append(_SiteBreakpoint(va, name, False, self))
                     self.bps.append(_SiteBreakpoint(va + 4, name, True, self))
         if not self.bps:
-            raise RkvmError(f"no __arm_smccc_hvc/__arm_smccc_smc with an HVC/SMC in {sess.vmlinux}")
+            raise RkvmError(f"no __arm_smccc_hvc/__arm_smccc_smc with an HVC/SMC in {vmlinux}")
         return len(self.bps) // 2
 
     def hit(self, bp: _SiteBreakpoint) -> None:
@@ -193,7 +188,7 @@ def facts() -> dict:
             why = NOT_PSCI.get(kind, "" if v else "VBAR_EL2 is 0")
         elif c["conduit"] == "smc":
             try:
-                tsc = bool(t.read_register("HCR_EL2", n) >> 19 & 1)
+                tsc = regfields.smc_traps_to_el2(t.read_register("HCR_EL2", n))
             except RkvmError:
                 tsc = False
             lands = "EL2 (HCR_EL2.TSC traps SMC)" if tsc else "EL3: the firmware (QEMU itself on a board without EL3)"

@@ -148,3 +148,14 @@ def watch() -> None:
     gdb.events.free_objfile.connect(on_free_objfile)
     gdb.events.stop.connect(lambda _event: after_reload())
     _install_hooks()
+
+
+def vmlinux_at_slide(what: str) -> tuple[str, int]:
+    """(the session's vmlinux, the slide its runtime addresses are at), for code that finds
+    `what` in vmlinux's own bytes; RkvmError while either is not known."""
+    sess = STATE.session
+    if sess is None or not sess.vmlinux:
+        raise RkvmError(f"no vmlinux: {what} are found in its text")
+    if STATE.kaslr.get("pending"):
+        raise RkvmError("the KASLR slide is not known yet: boot further first")
+    return sess.vmlinux, STATE.kaslr.get("slide") or 0

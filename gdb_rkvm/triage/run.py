@@ -314,6 +314,8 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
         if sess is not None and not sess.external:
             try:
                 session.stop(sess_dir, only=sess)
+            except (RkvmError, OSError):
+                pass   # the report is still written; QEMU is ended below either way
             finally:
                 if sess.identity_problem() is None:   # still our QEMU (never a reused pid)
                     qemu_process.terminate(sess.pid)

@@ -13,7 +13,13 @@ from gdb_rkvm.paths import REPO
 
 GDB = shutil.which("gdb-multiarch") or shutil.which("gdb")
 STUB_ELF = REPO / "stub/build/el2_stub.elf"
-pytestmark = pytest.mark.skipif(GDB is None or not STUB_ELF.is_file(), reason="needs gdb-multiarch and make stub")
+
+
+@pytest.fixture(autouse=True)
+def _gdb_and_stub():
+    """These run a real GDB on the stub ELF: a missing one is a failure (make setup / make stub), never a skip."""
+    assert GDB is not None, "gdb-multiarch not found: run 'make setup'"
+    assert STUB_ELF.is_file(), f"{STUB_ELF} missing: run 'make stub'"
 
 
 def run_gdb(script: str, tmp_path, env=None) -> str:

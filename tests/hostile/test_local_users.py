@@ -4,6 +4,7 @@ Another user on the same host must not reach the gdbstub (a shell: `monitor migr
 get a profile or a --set value to open one, nor plant symlinks where reports and session files go."""
 
 import json
+import functools
 import os
 import re
 import stat
@@ -19,7 +20,13 @@ from gdb_rkvm.triage.run import prepare_out
 from tests.conftest import no_new_qemu, run_cli
 
 NOBODY = 65534
-as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user (nobody)")
+def as_root(test):
+    """The test acts as another user (nobody): it needs root, and says so by failing, never by skipping."""
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        assert os.geteuid() == 0, "this test acts as user nobody: run the suite as root (make test does on CI)"
+        return test(*args, **kwargs)
+    return run
 
 
 def tcp_listeners(pid: int) -> list[str]:
