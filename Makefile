@@ -45,16 +45,16 @@ lab-kaslr: module-kaslr
 # GDB_ARGS go to GDB, e.g. make gdb GDB_ARGS="-batch -ex 'rkvm status'"
 GDB_ARGS ?=
 gdb: lab
-	$(PYTHON) -m gdb_rkvm.cli gdb $(GDB_ARGS)
+	$(PYTHON) -m gdb_rkvm.host.cli gdb $(GDB_ARGS)
 
 up: lab
-	$(PYTHON) -m gdb_rkvm.cli up
+	$(PYTHON) -m gdb_rkvm.host.cli up
 
 down:
-	$(PYTHON) -m gdb_rkvm.cli down
+	$(PYTHON) -m gdb_rkvm.host.cli down
 
 doctor: setup
-	$(PYTHON) -m gdb_rkvm.cli doctor
+	$(PYTHON) -m gdb_rkvm.host.cli doctor
 
 test: lab lab-kaslr
 	$(PYTHON) -m pytest -q tests

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gdb_rkvm import session  # noqa: E402
+from gdb_rkvm.qemu import session  # noqa: E402
 from gdb_rkvm.paths import REPO  # noqa: E402
 
 

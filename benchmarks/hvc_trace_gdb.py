@@ -15,7 +15,7 @@ import time
 
 import gdb
 
-from gdb_rkvm.target.gdb_state import STATE
+from gdb_rkvm.live.gdb_state import STATE
 
 WINDOW = float(os.environ.get("RKVM_BENCH_SECONDS", "3"))
 ROUNDS = int(os.environ.get("RKVM_BENCH_ROUNDS", "3"))

@@ -13,9 +13,9 @@ import time
 import gdb
 
 from gdb_rkvm.arch import pagetable as pt
-from gdb_rkvm.target import gdb_target as t
-from gdb_rkvm.target import physmem
-from gdb_rkvm.target.gdb_state import STATE
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live import physmem
+from gdb_rkvm.live.gdb_state import STATE
 
 ROUNDS = int(os.environ.get("RKVM_BENCH_ROUNDS", "9"))
 

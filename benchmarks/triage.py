@@ -36,7 +36,7 @@ def run(args: list[str], tree: Path, extra: list[str]) -> tuple[float, str]:
     with tempfile.TemporaryDirectory() as out:
         start = time.monotonic()
         env = {**os.environ, "RKVM_BUILD": str(REPO / "build")}
-        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--out", out, *args, *extra],
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "triage", "--out", out, *args, *extra],
                              cwd=tree, capture_output=True, text=True, timeout=600, env=env)
         wall = time.monotonic() - start
         try:

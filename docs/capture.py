@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gdb_rkvm import session  # noqa: E402
-from gdb_rkvm.target.mi import GdbMi  # noqa: E402
+from gdb_rkvm.qemu import session  # noqa: E402
+from gdb_rkvm.host.mi import GdbMi  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent / "commands"
 
@@ -119,7 +119,7 @@ def capture_tour() -> None:
     """docs/tour.md: `rkvm tour --all` on the lab, as printed."""
     import io
 
-    from gdb_rkvm.tour import run_tour
+    from gdb_rkvm.host.tour import run_tour
     buf = io.StringIO()
     run_tour(all_steps=True, out=buf)
     text = re.sub(r"\n*\[Switching to Thread[^\n]*\]", "", buf.getvalue())

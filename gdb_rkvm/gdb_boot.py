@@ -7,12 +7,12 @@ from pathlib import Path
 
 import gdb
 
-from . import session as session_mod
-from .commands import lx_symbols, register_all
-from .errors import RkvmError
-from .target import el2_symbols, kaslr, module_symbols, resume, symbol_files, vbar_watch
-from .target.gdb_state import STATE, command_settings, notice, quietly
-from .guest_text import escape
+from gdb_rkvm.qemu import session as session_mod
+from gdb_rkvm.commands import lx_symbols, register_all
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import el2_symbols, kaslr, module_symbols, resume, symbol_files, vbar_watch
+from gdb_rkvm.live.gdb_state import STATE, command_settings, notice, quietly
+from gdb_rkvm.model.guest_text import escape
 
 
 def _say(text: str) -> None:
@@ -29,7 +29,7 @@ def load_symbols(sess) -> None:
         _say(f"no vmlinux at '{sess.vmlinux}': continuing without kernel symbols "
              "(set it with --set vmlinux=PATH)")
         return
-    from .elf_check import check_vmlinux
+    from gdb_rkvm.model.elf_check import check_vmlinux
     check_vmlinux(vmlinux)
     # GDB's own auto-load of vmlinux-gdb.py, nested inside this script, runs it with rkvm.py's
     # __file__, so its `scripts/gdb` import path points here: load it ourselves with its own name.

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from .errors import RkvmError
+from gdb_rkvm.errors import RkvmError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from gdb_rkvm import qemu_process, session
+from gdb_rkvm.qemu import qemu_process, session
 from gdb_rkvm.paths import REPO, build_dir
-from gdb_rkvm.target.mi import GdbMi
+from gdb_rkvm.host.mi import GdbMi
 
 # Every process this test run starts (QEMU, GDB, rkvm) inherits this mark: leftovers are found by it,
 # not by name, so other users' QEMU and GDB on the machine are never mistaken for ours.
@@ -107,8 +107,8 @@ def gdb_on(lab_built):
 
 
 def run_cli(*args, timeout=60, env=None):
-    """Run `python -m gdb_rkvm.cli ARGS` as a user would; returns CompletedProcess."""
-    return subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", *args], cwd=REPO, capture_output=True, text=True,
+    """Run `python -m gdb_rkvm.host.cli ARGS` as a user would; returns CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import capstone
 
-from . import sysregs
+from gdb_rkvm.arch import sysregs
 
 try:  # capstone 5
     from capstone import arm64_const as _cs

@@ -1,7 +1,7 @@
 """One entry point: decode(NAME, value) for any catalogued register, with a summary and explanations."""
 
-from . import esr, mair, pstate, regfields, sysregs
-from .fields import Decoded, MASK64, decode_fields, set_flags
+from gdb_rkvm.arch import esr, mair, pstate, regfields, sysregs
+from gdb_rkvm.arch.fields import Decoded, MASK64, decode_fields, set_flags
 
 
 def _generic(name: str, value: int, all_fields: bool = False) -> Decoded:

@@ -5,8 +5,8 @@ instruction-specific syndrome, ISS2 [36:32]. EC values and ISS layouts follow th
 "ESR_EL2, Exception Syndrome Register (EL2)". decode() never raises: unknown encodings say so.
 """
 
-from .fields import Decoded, FieldValue, MASK64, bits
-from .sysregs import encoding_name
+from gdb_rkvm.arch.fields import Decoded, FieldValue, MASK64, bits
+from gdb_rkvm.arch.sysregs import encoding_name
 
 # EC -> (short name, description)
 EXCEPTION_CLASSES = {

@@ -1,6 +1,6 @@
 """MAIR_ELx: eight 8-bit memory attributes, indexed by a descriptor's AttrIndx."""
 
-from .fields import Decoded, FieldValue, MASK64
+from gdb_rkvm.arch.fields import Decoded, FieldValue, MASK64
 
 _DEVICE = {0b00: "Device-nGnRnE", 0b01: "Device-nGnRE", 0b10: "Device-nGRE", 0b11: "Device-GRE"}
 

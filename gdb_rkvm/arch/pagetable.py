@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from . import mair as mair_mod
-from .fields import bits
+from gdb_rkvm.arch import mair as mair_mod
+from gdb_rkvm.arch.fields import bits
 
 GRANULE_SHIFT = {4096: 12, 16384: 14, 65536: 16}
 _TG0 = {0b00: 4096, 0b01: 65536, 0b10: 16384}

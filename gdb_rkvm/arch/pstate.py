@@ -4,7 +4,7 @@ AArch64 SPSR: N Z C V [31:28], TCO [25], DIT [24], UAO [23], PAN [22], SS [21], 
 ALLINT [13], SSBS [12], BTYPE [11:10], D A I F [9:6], M[4] (0 = AArch64), M[3:0] = EL and SP.
 """
 
-from .fields import Decoded, FieldValue, MASK64, bits
+from gdb_rkvm.arch.fields import Decoded, FieldValue, MASK64, bits
 
 AARCH64_MODES = {0b0000: "EL0t", 0b0100: "EL1t", 0b0101: "EL1h", 0b1000: "EL2t", 0b1001: "EL2h",
                  0b1100: "EL3t", 0b1101: "EL3h"}

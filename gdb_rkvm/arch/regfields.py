@@ -8,7 +8,7 @@ given where the Arm ARM defines a reset value that applies to the lab (SCTLR_EL2
 Warm reset when EL2 is the highest implemented Exception level, as on QEMU virt without EL3).
 """
 
-from .fields import F
+from gdb_rkvm.arch.fields import F
 
 _TG0 = {0b00: "4KB", 0b01: "64KB", 0b10: "16KB", 0b11: "reserved"}
 _TG1 = {0b00: "reserved", 0b01: "16KB", 0b10: "4KB", 0b11: "64KB"}

@@ -3,8 +3,9 @@
 
 def register_all():
     """Create the `rkvm` prefix, every subcommand and the convenience functions."""
-    from . import (cpus, el, esr, functions, hvc, kaslr_cmd, lint_el2, modules, prefix, psci_cmd, run_to, settings,
-                   snapshot, status, step_el2, stub, sysreg, trace_el, v2p, vectors, vmmap, walk)
+    from gdb_rkvm.commands import (cpus, el, esr, functions, hvc, kaslr_cmd, lint_el2, modules, prefix, psci_cmd,
+                                   run_to, settings, snapshot, status, step_el2, stub, sysreg, trace_el, v2p,
+                                   vectors, vmmap, walk)
 
     settings.register()
     prefix.RkvmPrefix()

@@ -9,11 +9,11 @@ import json
 
 import gdb
 
-from ..errors import RkvmError
-from ..target import symbol_files
-from ..target.gdb_state import STATE, command_settings
-from . import completion, settings, style
-from ..guest_text import escape
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import symbol_files
+from gdb_rkvm.live.gdb_state import STATE, command_settings
+from gdb_rkvm.commands import completion, settings, style
+from gdb_rkvm.model.guest_text import escape
 
 
 class _ArgError(Exception):

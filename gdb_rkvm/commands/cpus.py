@@ -1,9 +1,9 @@
-from ..target import gdb_target as t
-from ..target import kernel_facts
-from ..target.cpu_state import cpu_summary
-from ..vbar_el2 import warnings
-from .base import STOPPED, RkvmCommand, only_when
-from .format import hx, table, with_symbol
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live import kernel_facts
+from gdb_rkvm.live.cpu_state import cpu_summary
+from gdb_rkvm.model.vbar_el2 import warnings
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.commands.format import hx, table, with_symbol
 
 
 @only_when(STOPPED)

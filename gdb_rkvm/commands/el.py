@@ -1,9 +1,9 @@
-from ..arch import regfields
-from ..target import gdb_target as t
-from ..target import kernel_facts
-from ..target.cpu_state import el_picture
-from .base import STOPPED, RkvmCommand, only_when
-from .format import hx
+from gdb_rkvm.arch import regfields
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live import kernel_facts
+from gdb_rkvm.live.cpu_state import el_picture
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.commands.format import hx
 
 
 @only_when(STOPPED)

@@ -1,8 +1,8 @@
-from ..arch import esr
-from ..errors import RkvmError
-from ..target import gdb_target as t
-from .base import STOPPED, RkvmCommand, parse_int
-from .format import fields_block
+from gdb_rkvm.arch import esr
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, parse_int
+from gdb_rkvm.commands.format import fields_block
 
 
 class RkvmEsr(RkvmCommand):

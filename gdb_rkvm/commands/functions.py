@@ -2,11 +2,11 @@
 
 import gdb
 
-from ..arch import sysregs
-from ..errors import RkvmError
-from ..guest_text import escape
-from ..target import gdb_target as t
-from ..target.guest_strings import c_string
+from gdb_rkvm.arch import sysregs
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.model.guest_text import escape
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live.guest_strings import c_string
 
 
 class RkvmElFunction(gdb.Function):

@@ -3,15 +3,15 @@ import time
 
 import gdb
 
-from ..argtypes import seconds
-from ..arch.vectors import LOWER_A64_SYNC
-from ..errors import RkvmError
-from ..guest_text import escape
-from ..target import el2_symbols, el2_traps, symbol_files
-from ..target import gdb_target as t
-from ..target.gdb_state import STATE, StopCheckBreakpoint, notice
-from ..target.resume import Deadline, continue_until
-from .base import CONNECTED, STOPPED, RkvmCommand, only_when, parse_int
+from gdb_rkvm.model.argtypes import seconds
+from gdb_rkvm.arch.vectors import LOWER_A64_SYNC
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.model.guest_text import escape
+from gdb_rkvm.live import el2_symbols, el2_traps, symbol_files
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live.gdb_state import STATE, StopCheckBreakpoint, notice
+from gdb_rkvm.live.resume import Deadline, continue_until
+from gdb_rkvm.commands.base import CONNECTED, STOPPED, RkvmCommand, only_when, parse_int
 
 
 
@@ -69,8 +69,8 @@ class SmcSiteBreakpoint(StopCheckBreakpoint):
 
 def smc_sites() -> list[tuple[int, int]]:
     """(VA, imm16) of the kernel's SMC instructions (vmlinux's text outside init/exit), at the KASLR slide."""
-    from .. import elf_symtab
-    from ..arch import smccc
+    from gdb_rkvm.model import elf_symtab
+    from gdb_rkvm.arch import smccc
     vmlinux, slide = symbol_files.vmlinux_at_slide("the SMC instructions")
     sites = elf_symtab.conduit_sites(vmlinux, smccc.SMC_BITS)
     if not sites:
@@ -499,8 +499,8 @@ Example:
                 "complete": count is None or len(tracer.log) >= count}
 
     def _from_log(self, args, count, seconds):
-        from .. import exclog
-        from ..target import el_log
+        from gdb_rkvm.model import exclog
+        from gdb_rkvm.live import el_log
         classes = frozenset({"hvc", "smc"} if args.smc else {"hvc"})
         r = el_log.trace(exclog.Filter(classes=classes, cpu=args.cpu, imm=args.imm), count, seconds,
                          keep_returns=not args.entries_only)

@@ -1,6 +1,6 @@
-from ..errors import RkvmError
-from ..target import kaslr
-from .base import SESSION, STOPPED, RkvmCommand, only_when
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import kaslr
+from gdb_rkvm.commands.base import SESSION, STOPPED, RkvmCommand, only_when
 
 
 @only_when(SESSION, STOPPED)

@@ -1,9 +1,9 @@
 import gdb
 
-from .. import el2lint
-from ..errors import RkvmError
-from ..target import el2_symbols
-from .base import RkvmCommand
+from gdb_rkvm.model import el2lint
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import el2_symbols
+from gdb_rkvm.commands.base import RkvmCommand
 
 
 class RkvmLintEl2(RkvmCommand):
@@ -48,6 +48,6 @@ Example:
 
 
 def _report(d: dict) -> el2lint.LintReport:
-    from ..el2lint.model import RangeReport
+    from gdb_rkvm.model.el2lint.model import RangeReport
     return el2lint.LintReport(d["file"], d["kind"], d["relocations"], [RangeReport(**r) for r in d["ranges"]],
                               [el2lint.Finding(**f) for f in d["findings"]], [el2lint.Note(**n) for n in d["notes"]])

@@ -10,9 +10,9 @@ import os
 
 import gdb
 
-from ..errors import RkvmError
-from ..target import module_symbols, symbol_files
-from ..target.gdb_state import STATE, command_settings
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import module_symbols, symbol_files
+from gdb_rkvm.live.gdb_state import STATE, command_settings
 
 
 class LxSymbols(gdb.Command):

@@ -1,9 +1,9 @@
 import gdb
 
-from ..guest_text import escape
-from ..target import module_symbols
-from ..target.gdb_state import STATE
-from .base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, only_when
+from gdb_rkvm.model.guest_text import escape
+from gdb_rkvm.live import module_symbols
+from gdb_rkvm.live.gdb_state import STATE
+from gdb_rkvm.commands.base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, only_when
 
 
 @only_when(STOPPED, KERNEL_SYMBOLS)

@@ -1,5 +1,5 @@
-from ..guest_text import escape
-from .base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, only_when
+from gdb_rkvm.model.guest_text import escape
+from gdb_rkvm.commands.base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, only_when
 
 
 @only_when(STOPPED, KERNEL_SYMBOLS)
@@ -27,7 +27,7 @@ Example:
         p.add_argument("--watch", nargs="?", const="on", choices=("on", "off"))
 
     def run(self, args):
-        from ..target import psci
+        from gdb_rkvm.live import psci
         armed = None
         if args.watch == "on":
             armed = psci.arm_watch()

@@ -1,14 +1,14 @@
 import gdb
 
-from ..argtypes import seconds
-from .. import stub_abi
-from ..errors import RkvmError
-from ..target import boot, el2_traps, module_symbols
-from ..target import gdb_target as t
-from ..target.gdb_state import STATE, StopCheckBreakpoint, quietly
-from ..target.resume import Deadline, continue_until
-from .base import CONNECTED, SESSION, RkvmCommand, only_when
-from .hvc import catch_suspended
+from gdb_rkvm.model.argtypes import seconds
+from gdb_rkvm.model import stub_abi
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import boot, el2_traps, module_symbols
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live.gdb_state import STATE, StopCheckBreakpoint, quietly
+from gdb_rkvm.live.resume import Deadline, continue_until
+from gdb_rkvm.commands.base import CONNECTED, SESSION, RkvmCommand, only_when
+from gdb_rkvm.commands.hvc import catch_suspended
 
 
 class _CountingBreakpoint(StopCheckBreakpoint):

@@ -4,8 +4,8 @@ import os
 
 import gdb
 
-from ..target.gdb_state import rkvm_setting
-from . import style
+from gdb_rkvm.live.gdb_state import rkvm_setting
+from gdb_rkvm.commands import style
 
 
 class _Prefix(gdb.Command):

@@ -1,5 +1,5 @@
-from ..target.snapshot import snapshot
-from .base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.live.snapshot import snapshot
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
 
 
 @only_when(STOPPED)

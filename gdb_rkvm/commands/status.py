@@ -1,9 +1,9 @@
 import gdb
 
-from .. import session as session_mod
-from ..guest_text import escape
-from ..target.gdb_state import STATE
-from .base import RkvmCommand
+from gdb_rkvm.qemu import session as session_mod
+from gdb_rkvm.model.guest_text import escape
+from gdb_rkvm.live.gdb_state import STATE
+from gdb_rkvm.commands.base import RkvmCommand
 
 
 class RkvmStatus(RkvmCommand):
@@ -20,7 +20,7 @@ Example:
     name = "status"
 
     def run(self, args):
-        from ..target import physmem
+        from gdb_rkvm.live import physmem
         sess = STATE.session
         inferior = gdb.selected_inferior()
         threads = inferior.threads() if inferior is not None and inferior.pid else ()

@@ -2,15 +2,15 @@ import time
 
 import gdb
 
-from ..argtypes import seconds
-from ..arch import disasm, pstate, sysregs, vectors
-from ..errors import RkvmError
-from ..target import el2_traps, kernel_facts
-from ..target import gdb_target as t
-from ..target.gdb_state import STATE
-from ..target.resume import Deadline, continue_until, quiet_stepi
-from .base import STOPPED, RkvmCommand, only_when
-from .hvc import HvcFilter, HvcTracer, catch_suspended
+from gdb_rkvm.model.argtypes import seconds
+from gdb_rkvm.arch import disasm, pstate, sysregs, vectors
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import el2_traps, kernel_facts
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live.gdb_state import STATE
+from gdb_rkvm.live.resume import Deadline, continue_until, quiet_stepi
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.commands.hvc import HvcFilter, HvcTracer, catch_suspended
 
 GPRS = [f"x{n}" for n in range(31)] + ["sp"]
 

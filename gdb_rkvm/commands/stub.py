@@ -1,15 +1,15 @@
 from pathlib import Path
 
-from .. import stub_abi
-from ..errors import RkvmError
-from ..stub_symbols import STUB_ELF
-from ..el2lint.compare import format_check
-from ..target import el2_copy, el2_symbols, kernel_facts
-from ..target.snapshot import vbar_origin
-from ..vbar_el2 import classify
-from ..target import gdb_target as t
-from .base import STOPPED, RkvmCommand, only_when, parse_int
-from .completion import FILENAME, completes
+from gdb_rkvm.model import stub_abi
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.model.stub_symbols import STUB_ELF
+from gdb_rkvm.model.el2lint.compare import format_check
+from gdb_rkvm.live import el2_copy, el2_symbols, kernel_facts
+from gdb_rkvm.live.snapshot import vbar_origin
+from gdb_rkvm.model.vbar_el2 import classify
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when, parse_int
+from gdb_rkvm.commands.completion import FILENAME, completes
 
 
 def _why_not_the_stub(vbar: int, stub_pa: int | None, marks) -> str:
@@ -114,7 +114,7 @@ Example:
 
 def _as_check(d: dict):
     """A CopyCheck back from its dict (run() returns JSON-ready dicts; format() prints them)."""
-    from ..el2lint.compare import CopyCheck, WordDiff
+    from gdb_rkvm.model.el2lint.compare import CopyCheck, WordDiff
     chk = CopyCheck(d["elf"], d["base"], d["compared"], [WordDiff(**w) for w in d["diffs"]], d["absolute_words"],
                     d["not_this_code"], d["verdict"], d["causes"])
     return chk

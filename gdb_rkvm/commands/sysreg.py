@@ -1,12 +1,12 @@
 
-from ..arch import decode, sysregs
-from ..errors import RkvmError
-from ..target import gdb_target as t
-from ..target import kernel_facts
-from ..vbar_el2 import classify
-from .base import STOPPED, RkvmCommand, only_when
-from .completion import completes
-from .format import fields_block
+from gdb_rkvm.arch import decode, sysregs
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live import kernel_facts
+from gdb_rkvm.model.vbar_el2 import classify
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.commands.completion import completes
+from gdb_rkvm.commands.format import fields_block
 
 
 @only_when(STOPPED)

@@ -1,13 +1,13 @@
-from .. import exclog
-from ..argtypes import seconds
-from ..arch import esr, pstate, vectors
-from ..errors import RkvmError
-from ..guest_text import escape
-from ..target import el2_traps, kernel_facts
-from ..target import gdb_target as t
-from .base import STOPPED, RkvmCommand, only_when
-from ..target.resume import Deadline, continue_until
-from .hvc import HvcEntryBreakpoint, catch_suspended
+from gdb_rkvm.model import exclog
+from gdb_rkvm.model.argtypes import seconds
+from gdb_rkvm.arch import esr, pstate, vectors
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.model.guest_text import escape
+from gdb_rkvm.live import el2_traps, kernel_facts
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.live.resume import Deadline, continue_until
+from gdb_rkvm.commands.hvc import HvcEntryBreakpoint, catch_suspended
 
 
 class _Timeline:
@@ -160,7 +160,7 @@ Example (at reset):
                 finally:
                     tl.disarm()
             return {"source": "breakpoints", "events": tl.events}
-        from ..target import el_log   # imported when first used: GDB's start stays short
+        from gdb_rkvm.live import el_log  # imported when first used: GDB's start stays short
         flt = exclog.Filter(el2_only=args.el2_only, classes=parse_classes(args.classes), cpu=args.cpu)
         count = args.count if args.count is not None else (None if args.seconds else 20)
         r = el_log.trace(flt, count, args.seconds if args.seconds is not None else 30.0)

@@ -1,8 +1,8 @@
-from ..errors import RkvmError
-from ..target import gdb_target as t
-from ..target import kernel_facts, translation
-from .base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, only_when
-from .walk import check_mapped
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live import kernel_facts, translation
+from gdb_rkvm.commands.base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, only_when
+from gdb_rkvm.commands.walk import check_mapped
 
 
 def v2p_report(va: int, cpu: int) -> dict:

@@ -1,9 +1,9 @@
-from ..arch import disasm, regfields, vectors
-from ..errors import RkvmError
-from ..target import gdb_target as t
-from ..target import kernel_facts
-from ..vbar_el2 import classify
-from .base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.arch import disasm, regfields, vectors
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live import kernel_facts
+from gdb_rkvm.model.vbar_el2 import classify
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
 
 
 def read_vector_table(el: int, vbar: int, el2_mmu_on: bool) -> bytes:

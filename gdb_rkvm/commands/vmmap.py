@@ -1,8 +1,8 @@
-from ..arch.pagetable import permissions
-from ..target import gdb_target as t
-from ..target.address_map import el1_map
-from .base import STOPPED, RkvmCommand, only_when
-from .walk import _size
+from gdb_rkvm.arch.pagetable import permissions
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live.address_map import el1_map
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.commands.walk import _size
 
 
 @only_when(STOPPED)
@@ -66,7 +66,7 @@ Example:
         self.add_cpu_argument(p)
 
     def run(self, args):
-        from ..target.translation import address_of
+        from gdb_rkvm.live.translation import address_of
         cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
         pa = address_of(args.pa)
         hits = []

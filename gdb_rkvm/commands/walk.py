@@ -1,7 +1,7 @@
-from ..errors import RkvmError
-from ..target import gdb_target as t
-from ..target import translation
-from .base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live import translation
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
 
 
 @only_when(STOPPED)

@@ -64,8 +64,8 @@ def test_console_types_into_the_guest(start_lab):
     import select
     import time
 
-    from gdb_rkvm import session
-    from gdb_rkvm.target.mi import GdbMi
+    from gdb_rkvm.qemu import session
+    from gdb_rkvm.host.mi import GdbMi
     sess = start_lab()
     with GdbMi() as mi:
         mi.check("rkvm run-to installed-all", timeout=90)
@@ -73,7 +73,7 @@ def test_console_types_into_the_guest(start_lab):
     log = session.serial_wait(sess, "RKVM-LAB: shell ready", timeout=60)
     session.serial_wait(sess, "/ # ", timeout=30, start=log.index("RKVM-LAB: shell ready"))
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "gdb_rkvm.cli", "console"], cwd=REPO, stdin=slave, stdout=slave,
+    proc = subprocess.Popen([sys.executable, "-m", "gdb_rkvm.host.cli", "console"], cwd=REPO, stdin=slave, stdout=slave,
                             stderr=subprocess.PIPE)
     os.close(slave)
     seen = b""

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from gdb_rkvm import session, stub_abi
+from gdb_rkvm.qemu import session
+
+from gdb_rkvm.model import stub_abi
 from gdb_rkvm.paths import REPO
 from tests.conftest import js
 
@@ -166,7 +168,7 @@ def test_a_day_at_the_prompt(start_lab, gdb_on):
 def test_triage_nostack_connects_the_dots(lab_built, tmp_path):
     """mode=nostack, a ping on CPU 1 (SP_EL2 0 there): one finding per state, the faulting push named."""
     out = tmp_path / "tr"
-    res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--mode", "nostack", "--out", str(out),
+    res = subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "triage", "--mode", "nostack", "--out", str(out),
                           "--run", "busybox taskset 2 sh -c 'echo ping 1 > /sys/kernel/debug/rkvm/hvc'"],
                          cwd=REPO, capture_output=True, text=True, timeout=240)
     assert res.returncode == 1, res.stdout + res.stderr
@@ -189,7 +191,7 @@ def test_triage_refuses_quickly(lab_built, tmp_path):
                         (["--attach", "127.0.0.1:1"], "--attach 127.0.0.1:1: cannot connect to QEMU's gdbstub at "
                                                       "127.0.0.1:1 (Connection refused)")]:
         t0 = time.monotonic()
-        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--out", str(tmp_path / "t"), *args],
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "triage", "--out", str(tmp_path / "t"), *args],
                              cwd=REPO, capture_output=True, text=True, timeout=60)
         assert res.returncode == 2 and time.monotonic() - t0 < 5, (args, res.stderr)
         said = res.stdout + res.stderr
@@ -203,8 +205,8 @@ def test_shell_types_into_the_guest(lab_built, start_lab, tmp_path):
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
-    from gdb_rkvm.shell import Shell
-    from gdb_rkvm.target.mi import GdbMi
+    from gdb_rkvm.host.shell import Shell
+    from gdb_rkvm.host.mi import GdbMi
 
     sess = start_lab()
     printed = []

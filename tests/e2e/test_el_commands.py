@@ -4,7 +4,9 @@ import threading
 
 import pytest
 
-from gdb_rkvm import session, stub_abi
+from gdb_rkvm.qemu import session
+
+from gdb_rkvm.model import stub_abi
 from tests.conftest import js
 
 pytestmark = pytest.mark.lab
@@ -96,7 +98,7 @@ def test_esr_after_a_ping_hvc(installed_lab):
     sess, mi, _ = installed_lab()
     mi.check("detach")          # let the guest boot to its shell
     session.serial_wait(sess, "RKVM-LAB: shell ready", timeout=60)
-    mi2 = __import__("gdb_rkvm.target.mi", fromlist=["GdbMi"]).GdbMi()
+    mi2 = __import__("gdb_rkvm.host.mi", fromlist=["GdbMi"]).GdbMi()
     try:
         result = {}
         waiter = threading.Thread(target=lambda: result.update(

@@ -44,7 +44,7 @@ def test_lx_symbols_and_file_keep_the_kaslr_slide(start_lab, gdb_on):
         assert "vectors in section .text" in mi.check("info symbol $VBAR"), reload
         assert ko_objfiles(mi) == 1
     init_task = int(mi.check("p/x &init_task").split("=")[1].split()[0], 16)
-    assert init_task == int(mi.check("python print(hex(__import__('gdb_rkvm.target.kaslr', fromlist=['x'])"
+    assert init_task == int(mi.check("python print(hex(__import__('gdb_rkvm.live.kaslr', fromlist=['x'])"
                                      ".link_address(gdb.objfiles()[-1].filename, 'init_task')))").strip(), 16) + slide
     # rkvm kaslr reports; it does not reload
     k = mi.check("rkvm kaslr")

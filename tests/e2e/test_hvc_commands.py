@@ -6,7 +6,9 @@ import threading
 
 import pytest
 
-from gdb_rkvm import session, stub_abi
+from gdb_rkvm.qemu import session
+
+from gdb_rkvm.model import stub_abi
 from tests.conftest import js
 
 pytestmark = pytest.mark.lab

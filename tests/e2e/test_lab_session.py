@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from gdb_rkvm import qemu_process, session, stub_abi
+from gdb_rkvm.qemu import qemu_process, session
+
+from gdb_rkvm.model import stub_abi
 from tests.conftest import no_new_qemu, run_cli
 
 pytestmark = pytest.mark.lab
@@ -54,7 +56,7 @@ def test_ping_answers_through_debugfs(start_lab):
     sess = start_lab()
     assert qemu_process.alive(sess.pid)
     # QEMU was started paused (-S): with no GDB attached, the guest runs once something continues it.
-    from gdb_rkvm.target.mi import GdbMi
+    from gdb_rkvm.host.mi import GdbMi
     with GdbMi() as mi:
         mi.check("rkvm run-to installed-all", timeout=90)
         mi.check("detach")  # QEMU resumes the guest when GDB detaches

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gdb_rkvm.el2lint.compare import is_kernel_va
+from gdb_rkvm.model.el2lint.compare import is_kernel_va
 from gdb_rkvm.paths import REPO, build_dir
 from tests.conftest import js, no_new_qemu
 
@@ -19,7 +19,7 @@ TABLE = list(range(0xD20, 0xD58, 8))   # rkvm_stub_jump_table's seven words
 
 
 def lint(*args):
-    return subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "lint-el2", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "lint-el2", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -75,7 +75,7 @@ def test_stub_elf_says_identical_on_the_good_stub(installed_lab):
 def test_triage_names_the_jump_table(lab_built, tmp_path):
     out = tmp_path / "out"
     with no_new_qemu():
-        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--mode", "jump-table", "--out",
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "triage", "--mode", "jump-table", "--out",
                               str(out)], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert res.returncode == 1, res.stdout + res.stderr
     r = json.loads((out / "report.json").read_text())
@@ -93,7 +93,7 @@ def test_triage_names_the_jump_table(lab_built, tmp_path):
 
 
 def test_stub_elf_compares_a_module_that_is_not_ours(start_lab, gdb_on):
-    from gdb_rkvm import session
+    from gdb_rkvm.qemu import session
     sess = start_lab(append="rkvm.load=othervisor")
     mi = gdb_on(sess)
     for _ in range(20):   # run until othervisor.ko has installed its vectors (the VBAR_EL2 watch stops us)

@@ -20,8 +20,8 @@ def lab(lab_built, tmp_path_factory):
     """One lab booted to installed-all, shared by this module's read-only tests."""
     import os
 
-    from gdb_rkvm import session
-    from gdb_rkvm.target.mi import GdbMi
+    from gdb_rkvm.qemu import session
+    from gdb_rkvm.host.mi import GdbMi
     d = tmp_path_factory.mktemp("session")
     old = os.environ.get("RKVM_SESSION_DIR")
     os.environ["RKVM_SESSION_DIR"] = str(d)

@@ -9,8 +9,12 @@ import threading
 
 import pytest
 
-from gdb_rkvm import qemu_process, qmp, session, stub_abi
-from gdb_rkvm.triage import rules
+from gdb_rkvm.qemu import qemu_process, session
+
+from gdb_rkvm.qemu import qmp
+
+from gdb_rkvm.model import stub_abi
+from gdb_rkvm.host.triage import rules
 from tests.conftest import js, run_cli
 
 pytestmark = pytest.mark.lab
@@ -76,7 +80,7 @@ def test_physical_reads_from_the_ram_file_equal_the_gdbstub_and_stay_coherent(in
     _, mi, event = installed_lab()
     assert "memory    physical reads: shared RAM file, 2048 MiB at PA 0x40000000" in mi.check("rkvm status")
     stub = event["stub_pa"]
-    mi.check("python from gdb_rkvm.target import gdb_target as t")
+    mi.check("python from gdb_rkvm.live import gdb_target as t")
     assert py(mi, f"print(t.read_physical({stub:#x}, 4096) == t.gdbstub_read_physical({stub:#x}, 4096))") == "True"
     # a write through GDB is seen by the next physical read (one cache rule: cleared on memory_changed)
     va = int(mi.check("p/x &rkvm_debug.last_event").split("=")[1], 16)
@@ -92,7 +96,7 @@ def test_physical_reads_from_the_ram_file_equal_the_gdbstub_and_stay_coherent(in
 def test_walks_and_stub_records_agree_with_and_without_the_ram_file(installed_lab):
     _, mi, _ = installed_lab()
     ram = [js(mi.check(c)) for c in ("rkvm vmmap --json", "rkvm stub --json", "rkvm snapshot --json")]
-    mi.check("python from gdb_rkvm.target.gdb_state import STATE; STATE.phys = None; STATE.phys_checked = True")
+    mi.check("python from gdb_rkvm.live.gdb_state import STATE; STATE.phys = None; STATE.phys_checked = True")
     stub = [js(mi.check(c)) for c in ("rkvm vmmap --json", "rkvm stub --json", "rkvm snapshot --json")]
     assert ram[0] == stub[0] and ram[1] == stub[1]
     assert ram[2]["stub"] == stub[2]["stub"] and ram[2]["vbar_origins"] == stub[2]["vbar_origins"]
@@ -112,7 +116,7 @@ def test_attached_qemu_is_read_through_its_own_memory(start_lab, gdb_on, monkeyp
     if os.geteuid() == 0:
         assert f"QEMU pid {sess.pid}'s memory (/proc/PID/mem, gpa2hva)" in status, status
     stub = int(mi.check("p/x rkvm_debug.stub_pa").split("=")[1], 16)
-    mi.check("python from gdb_rkvm.target import gdb_target as t")
+    mi.check("python from gdb_rkvm.live import gdb_target as t")
     assert py(mi, f"print(t.read_physical({stub:#x}, 8192) == t.gdbstub_read_physical({stub:#x}, 8192))") == "True"
     assert js(mi.check("rkvm stub --json"))["cpus"][0]["installed"]
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from gdb_rkvm import session
+from gdb_rkvm.qemu import session
 from gdb_rkvm.paths import REPO
 from tests.conftest import js, no_new_qemu
 
@@ -48,7 +48,7 @@ def test_kaslr_slide_is_found_and_symbols_move(start_lab, gdb_on):
 def test_triage_on_kaslr_names_the_vmalloc_bug(lab_built, tmp_path):
     out = tmp_path / "out"
     with no_new_qemu():
-        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--profile", "lab-kaslr",
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "triage", "--profile", "lab-kaslr",
                               "--mode", "vmalloc", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
                              timeout=240)
     assert res.returncode == 1, res.stdout + res.stderr
@@ -95,7 +95,7 @@ def test_triage_on_the_buildroot_profile(buildroot_images, tmp_path):
     sets = ["--set", f"images={buildroot_images}", "--set", f"vmlinux={REPO}/build/kernel-kaslr/vmlinux",
             "--set", f"modules={REPO}/build/module-kaslr"]
     with no_new_qemu():
-        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--profile", "buildroot", *sets,
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "triage", "--profile", "buildroot", *sets,
                               "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stdout + res.stderr
     r = json.loads((out / "report.json").read_text())

@@ -7,8 +7,8 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from gdb_rkvm.shell import RkvmCompleter, Shell, gdb_completions
-from gdb_rkvm.target.mi import GdbMi
+from gdb_rkvm.host.shell import RkvmCompleter, Shell, gdb_completions
+from gdb_rkvm.host.mi import GdbMi
 
 pytestmark = pytest.mark.lab
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from gdb_rkvm.paths import REPO
-from gdb_rkvm.tour import STEPS
+from gdb_rkvm.host.tour import STEPS
 from tests.conftest import no_new_qemu
 
 pytestmark = pytest.mark.lab
@@ -27,7 +27,7 @@ def test_every_step_names_what_to_look_at():
 def test_tour_without_a_terminal_shows_every_step(lab_built, session_dir):
     t0 = time.monotonic()
     with no_new_qemu():
-        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "tour"], cwd=REPO, capture_output=True,
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "tour"], cwd=REPO, capture_output=True,
                              text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
     out = res.stdout
@@ -67,7 +67,7 @@ def test_tour_on_a_terminal_waits_for_enter_and_quits_on_q(lab_built, session_di
     master, slave = pty.openpty()
     seen: list = []
     with no_new_qemu():
-        proc = subprocess.Popen([sys.executable, "-m", "gdb_rkvm.cli", "tour"], cwd=REPO, stdin=slave,
+        proc = subprocess.Popen([sys.executable, "-m", "gdb_rkvm.host.cli", "tour"], cwd=REPO, stdin=slave,
                                 stdout=slave, stderr=slave, close_fds=True)
         os.close(slave)
         try:

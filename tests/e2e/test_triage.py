@@ -19,7 +19,7 @@ pytestmark = pytest.mark.lab
 def triage(tmp_path, *args, timeout=240):
     out = tmp_path / "out"
     with no_new_qemu():
-        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--out", str(out), *args], cwd=REPO,
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "triage", "--out", str(out), *args], cwd=REPO,
                              capture_output=True, text=True, timeout=timeout)
     report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
     return res, report, out
@@ -108,9 +108,9 @@ def test_attach_to_a_running_session(lab_built, tmp_path, start_lab):
 def test_qemu_killed_mid_run_exits_2_and_leaves_nothing(lab_built, tmp_path):
     out = tmp_path / "out"
     with no_new_qemu():
-        proc = subprocess.Popen([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--out", str(out), "--until", "hang",
-                                 "--timeout", "120"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "gdb_rkvm.host.cli", "triage", "--out", str(out),
+                                 "--until", "hang", "--timeout", "120"], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
 
         def killer():
             # triage's QEMU is its child (in a private session directory of its own)

@@ -1,4 +1,4 @@
-"""The hostile suite: a fake `gdb` for unit-level attacks on gdb_rkvm.target code."""
+"""The hostile suite: a fake `gdb` for unit-level attacks on gdb_rkvm.live code."""
 
 import sys
 
@@ -6,12 +6,12 @@ import pytest
 
 from . import fakegdb
 
-_TARGET_MODULES = ("gdb_rkvm.target", "gdb_rkvm.commands", "gdb_rkvm.gdb_boot")
+_TARGET_MODULES = ("gdb_rkvm.live", "gdb_rkvm.commands", "gdb_rkvm.gdb_boot")
 
 
 @pytest.fixture
 def fake_gdb(monkeypatch):
-    """A fake `gdb` module (fakegdb.make) over an empty fakegdb.Memory (as .memory); gdb_rkvm.target
+    """A fake `gdb` module (fakegdb.make) over an empty fakegdb.Memory (as .memory); gdb_rkvm.live
     modules imported during the test bind to it and are forgotten afterwards."""
     memory = fakegdb.Memory()
     before = set(sys.modules)

@@ -1,4 +1,4 @@
-"""A stand-in for GDB's `gdb` module, just enough to run gdb_rkvm.target code on a fake guest.
+"""A stand-in for GDB's `gdb` module, just enough to run gdb_rkvm.live code on a fake guest.
 
 Guest memory is a sparse byte store; a struct is a nested dict wrapped in Value, a `char *` a Value
 of type PTR holding an address, a `char[N]` a Value of type ARRAY with an address in that memory.
@@ -153,6 +153,6 @@ def install(monkeypatch, memory: Memory):
     test binds to the fake; returns the fake. The caller's monkeypatch undoes it."""
     fake = make(memory)
     monkeypatch.setitem(sys.modules, "gdb", fake)
-    for name in [n for n in sys.modules if n.startswith(("gdb_rkvm.target", "gdb_rkvm.commands", "gdb_rkvm.gdb_boot"))]:
+    for name in [n for n in sys.modules if n.startswith(("gdb_rkvm.live", "gdb_rkvm.commands"))]:
         monkeypatch.delitem(sys.modules, name)
     return fake

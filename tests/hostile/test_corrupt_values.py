@@ -5,9 +5,11 @@ import struct
 
 import pytest
 
-from gdb_rkvm import profiles, stub_abi
+from gdb_rkvm.qemu import profiles
+
+from gdb_rkvm.model import stub_abi
 from gdb_rkvm.errors import RkvmError
-from gdb_rkvm.profiles import ProfileError
+from gdb_rkvm.qemu.profiles import ProfileError
 from tests.conftest import no_new_qemu, run_cli
 
 from .fakegdb import char_array
@@ -18,21 +20,21 @@ MAX = stub_abi.value("RKVM_MAX_CPUS")
 # ---- rkvm_debug.stub_pa near 2^64
 
 def test_reads_past_2_64_are_one_line_errors(fake_gdb):
-    t = importlib.import_module("gdb_rkvm.target.gdb_target")
+    t = importlib.import_module("gdb_rkvm.live.gdb_target")
     for read in (t.read_physical, t.read_virtual):
         with pytest.raises(RkvmError, match="past the end of the 64-bit address space"):
             read((1 << 64) - 0x100, 0x1000)    # the fake, like GDB, raises OverflowError here
 
 
 def test_stub_pa_near_2_64_is_not_a_stub(fake_gdb):
-    kernel_facts = importlib.import_module("gdb_rkvm.target.kernel_facts")
+    kernel_facts = importlib.import_module("gdb_rkvm.live.kernel_facts")
     assert kernel_facts.is_rkvm_stub(0xFFFF_FFFF_FFFF_F800) is False
 
 
 # ---- Value.string() on bytes >= 0x80
 
 def test_guest_strings_with_bytes_above_0x7f_are_replaced(fake_gdb):
-    c_string = importlib.import_module("gdb_rkvm.target.guest_strings").c_string
+    c_string = importlib.import_module("gdb_rkvm.live.guest_strings").c_string
     fake_gdb.memory.write(0x1000, b"rkvm\xff\xfe\x80\0")
     assert c_string(char_array(0x1000, 56)) == "rkvm\ufffd\ufffd\ufffd"
 
@@ -68,8 +70,8 @@ def test_profile_memory_is_checked_at_load():
 
 
 def test_ram_layout_from_argv_understands_2g(fake_gdb):
-    kernel_facts = importlib.import_module("gdb_rkvm.target.kernel_facts")
-    state = importlib.import_module("gdb_rkvm.target.gdb_state").STATE
+    kernel_facts = importlib.import_module("gdb_rkvm.live.kernel_facts")
+    state = importlib.import_module("gdb_rkvm.live.gdb_state").STATE
 
     class Sess:
         argv = ["qemu-system-aarch64", "-m", "2G"]
@@ -115,7 +117,7 @@ def test_stub_records_stop_at_the_slots():
 
 
 def test_cpu_past_the_slots_is_not_reported_el2_stack_unset():
-    from gdb_rkvm.triage import rules
+    from gdb_rkvm.host.triage import rules
 
     from tests.unit.test_triage_rules import cpu, snap
     c = stub_abi.constants()

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gdb_rkvm import qemu_process, session
+from gdb_rkvm.qemu import qemu_process, session
 from gdb_rkvm.paths import REPO
 
 GDB = shutil.which("gdb-multiarch") or shutil.which("gdb")
@@ -46,7 +46,7 @@ def test_file_symbol_file_and_add_symbol_file_with_spaces_and_quotes(tmp_path):
 import gdb
 from pathlib import Path
 from gdb_rkvm import gdb_boot
-from gdb_rkvm.target import el2_symbols, kaslr
+from gdb_rkvm.live import el2_symbols, kaslr
 class Sess:
     vmlinux, gdb_scripts = {str(elf)!r}, ""
 gdb_boot.load_symbols(Sess)
@@ -72,7 +72,7 @@ def test_a_path_with_a_newline_is_refused_and_runs_nothing(tmp_path):
 from pathlib import Path
 from gdb_rkvm import gdb_boot
 from gdb_rkvm.errors import RkvmError
-from gdb_rkvm.target import el2_symbols, kaslr
+from gdb_rkvm.live import el2_symbols, kaslr
 class Sess:
     vmlinux, gdb_scripts = {str(elf)!r}, ""
 for call in (lambda: gdb_boot.load_symbols(Sess), lambda: el2_symbols.load(Path({str(elf)!r}), 0x1000),

@@ -41,7 +41,7 @@ def make_module(gdb, sections: list[tuple[bytes, int]], name: bytes = b"rkvm", n
 @pytest.fixture
 def ms(fake_gdb, tmp_path):
     (tmp_path / "rkvm.ko").write_bytes(b"")
-    module_symbols = importlib.import_module("gdb_rkvm.target.module_symbols")
+    module_symbols = importlib.import_module("gdb_rkvm.live.module_symbols")
     return module_symbols, fake_gdb, [str(tmp_path)]
 
 
@@ -62,7 +62,7 @@ def test_ko_path_with_spaces_is_quoted(fake_gdb, tmp_path):
     d = tmp_path / "dir with space"
     d.mkdir()
     (d / "rkvm.ko").write_bytes(b"")
-    module_symbols = importlib.import_module("gdb_rkvm.target.module_symbols")
+    module_symbols = importlib.import_module("gdb_rkvm.live.module_symbols")
     module_symbols.load_module(make_module(fake_gdb, [(b".text", 0x1000)]), [str(d)])
     assert fake_gdb.executed == [f'add-symbol-file "{d}/rkvm.ko" 0x1000']
 
@@ -110,8 +110,8 @@ def test_stop_handler_errors_are_one_line(ms, monkeypatch):
 
 
 def test_module_claiming_4_gib_is_not_walked_page_by_page(fake_gdb, monkeypatch):
-    vbar_watch = importlib.import_module("gdb_rkvm.target.vbar_watch")
-    module_symbols = importlib.import_module("gdb_rkvm.target.module_symbols")
+    vbar_watch = importlib.import_module("gdb_rkvm.live.vbar_watch")
+    module_symbols = importlib.import_module("gdb_rkvm.live.module_symbols")
     mod = make_module(fake_gdb, [], text_size=1 << 32)
     monkeypatch.setattr(module_symbols, "loaded_modules", lambda: [mod])
     walks = []
@@ -123,8 +123,8 @@ def test_module_claiming_4_gib_is_not_walked_page_by_page(fake_gdb, monkeypatch)
 
 
 def test_module_search_has_a_total_budget(fake_gdb, monkeypatch):
-    vbar_watch = importlib.import_module("gdb_rkvm.target.vbar_watch")
-    module_symbols = importlib.import_module("gdb_rkvm.target.module_symbols")
+    vbar_watch = importlib.import_module("gdb_rkvm.live.vbar_watch")
+    module_symbols = importlib.import_module("gdb_rkvm.live.module_symbols")
     mods = [make_module(fake_gdb, [], text_size=32 << 20) for _ in range(5)]   # 160 MiB in all
     monkeypatch.setattr(module_symbols, "loaded_modules", lambda: mods)
     walks = []

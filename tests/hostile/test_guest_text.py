@@ -1,4 +1,4 @@
-"""Guest bytes reach the terminal, report.md and GDB's command line only through gdb_rkvm.guest_text."""
+"""Guest bytes reach the terminal, report.md and GDB's command line only through gdb_rkvm.model.guest_text."""
 
 import re
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gdb_rkvm import guest_text as gt
+from gdb_rkvm.model import guest_text as gt
 
 TITLE_AND_CLEAR = "\x1b]0;pwned\x07\x1b[2J\r"
 

@@ -13,10 +13,10 @@ import sys
 
 import pytest
 
-from gdb_rkvm import profiles, qemu_process, session
+from gdb_rkvm.qemu import profiles, qemu_process, session
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.paths import REPO, check_dir_safe, private_dir, write_atomic
-from gdb_rkvm.triage.run import prepare_out
+from gdb_rkvm.host.triage.run import prepare_out
 from tests.conftest import no_new_qemu, run_cli
 
 NOBODY = 65534

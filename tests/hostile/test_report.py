@@ -4,7 +4,7 @@ in report.md/report.json."""
 import json
 import re
 
-from gdb_rkvm.triage import report, rules, run
+from gdb_rkvm.host.triage import report, rules, run
 
 from tests.unit.test_triage_rules import cpu, snap
 

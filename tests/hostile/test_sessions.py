@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from gdb_rkvm import qemu_process, session
+from gdb_rkvm.qemu import qemu_process, session
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.paths import REPO
-from gdb_rkvm.target.mi import GdbMi
+from gdb_rkvm.host.mi import GdbMi
 from tests.conftest import js, no_new_qemu, run_cli
 
 
 def _cli(*args, env=None, **kw):
-    return subprocess.Popen([sys.executable, "-m", "gdb_rkvm.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "gdb_rkvm.host.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, **kw)
 
 
@@ -128,7 +128,7 @@ def test_triage_out_build_leaves_the_up_session_alone_and_two_triages_do_not_int
 ])
 def test_triage_out_that_is_not_a_writable_directory_is_one_line(out, reason, tmp_path):
     with no_new_qemu():
-        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--out", out], cwd=REPO,
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "triage", "--out", out], cwd=REPO,
                              capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert res.stderr == f"rkvm triage: {reason}\n"
@@ -137,7 +137,7 @@ def test_triage_out_that_is_not_a_writable_directory_is_one_line(out, reason, tm
 
 def test_triage_out_in_a_read_only_place_is_one_line(tmp_path):
     with no_new_qemu():
-        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "triage", "--out", "/proc/rkvm-out"], cwd=REPO,
+        res = subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "triage", "--out", "/proc/rkvm-out"], cwd=REPO,
                              capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and res.stderr.startswith("rkvm triage: --out /proc/rkvm-out: cannot create it")
     assert res.stderr.count("\n") == 1
@@ -217,8 +217,8 @@ def test_ctrl_c_during_continue_in_rkvm_shell_interrupts_the_guest_not_the_shell
     group), then more commands. Before: the shell and its QEMU ended."""
     with no_new_qemu():
         master, slave = pty.openpty()
-        proc = subprocess.Popen([sys.executable, "-m", "gdb_rkvm.cli", "shell"], cwd=REPO, stdin=slave, stdout=slave,
-                                stderr=slave, start_new_session=True, preexec_fn=_controlling_terminal,
+        proc = subprocess.Popen([sys.executable, "-m", "gdb_rkvm.host.cli", "shell"], cwd=REPO, stdin=slave,
+                                stdout=slave, stderr=slave, start_new_session=True, preexec_fn=_controlling_terminal,
                                 env={**os.environ, "TERM": "xterm"})
         os.close(slave)
         seen = b""

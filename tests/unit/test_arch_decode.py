@@ -219,7 +219,7 @@ def test_vector_slots():
 
 
 def test_vbar_el2_not_set_yet_is_no_disagreement():
-    from gdb_rkvm.vbar_el2 import VectorLandmarks, warnings
+    from gdb_rkvm.model.vbar_el2 import VectorLandmarks, warnings
     marks = VectorLandmarks(hyp_stub_pa=0x4046E000, ram=[(0x40000000, 0xC0000000)])
     assert warnings({0: 0x4046E000, 1: 0}, marks) == []            # CPU 1 still in reset
     assert warnings({0: 0x4046E000, 1: 0x40A60000, 2: 0}, marks)[0].startswith(
@@ -247,7 +247,7 @@ def test_branch_targets_and_registers():
 
 
 def test_image_header_and_where_to_look():
-    from gdb_rkvm import kernel_layout as kl
+    from gdb_rkvm.model import kernel_layout as kl
     header = bytearray(0x40)
     header[0x10:0x18] = (0x5C0000).to_bytes(8, "little")
     header[0x38:0x3C] = b"ARM\x64"

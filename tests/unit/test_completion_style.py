@@ -94,7 +94,7 @@ def test_paint_only_adds_escapes(text):
 
 
 def test_shell_toolbar_error_is_one_line():
-    from gdb_rkvm.shell import toolbar_error
+    from gdb_rkvm.host.shell import toolbar_error
     assert toolbar_error("rkvm cpus: the target is running: interrupt it first (Ctrl-C or 'interrupt')").startswith(
         "CPUs: running (Ctrl-C")
     long = "'rkvm cpus --json' failed: Remote connection closed\nmore\nand more"

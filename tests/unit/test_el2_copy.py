@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gdb_rkvm.el2lint import compare
+from gdb_rkvm.model.el2lint import compare
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.paths import REPO
-from gdb_rkvm.triage import rules
+from gdb_rkvm.host.triage import rules
 from tests.unit.test_triage_rules import STUB, cpu, records, snap
 
 BUILD = REPO / "stub" / "build"

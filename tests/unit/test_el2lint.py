@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gdb_rkvm import el2lint
+from gdb_rkvm.model import el2lint
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.paths import REPO
 from tests.unit.el2asm import assemble, link, vector_object, vector_source
@@ -311,7 +311,7 @@ def test_module_built_stub_in_rodata_is_linted_by_flow(tmp, stub_built):
 # --- bad input: one line, exit 2 ---
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "lint-el2", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", "lint-el2", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -429,7 +429,7 @@ def test_property_damaged_elf_is_a_report_or_one_line(tmp, stub_built, edits):
 
 
 def test_format_is_separate_from_the_findings():
-    from gdb_rkvm.el2lint.model import RangeReport
+    from gdb_rkvm.model.el2lint.model import RangeReport
     f = el2lint.Finding("needs-isb", "error", ".text", 0x10, "handler+0x4", "msr vbar_el2, x1", "a sentence " * 20)
     r = el2lint.LintReport("x.o", "object", True, [RangeReport(".text", 0, 0x800, "section .text", ["vectors (+0x0)"],
                                                                  0x800)], [f], [el2lint.Note("vectors", "a note")])

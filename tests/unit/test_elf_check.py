@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from gdb_rkvm.elf_check import check_aarch64_elf
+from gdb_rkvm.model.elf_check import check_aarch64_elf
 from gdb_rkvm.errors import RkvmError
 
 

@@ -4,8 +4,8 @@ from elftools.elf.elffile import ELFFile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdb_rkvm import elf_symtab
-from gdb_rkvm.stub_symbols import STUB_ELF
+from gdb_rkvm.model import elf_symtab
+from gdb_rkvm.model.stub_symbols import STUB_ELF
 
 
 def _reference():

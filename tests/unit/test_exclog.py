@@ -6,8 +6,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdb_rkvm import exclog
-from gdb_rkvm.exclog import Entry, Filter, Return, StreamParser, Timeline
+from gdb_rkvm.model import exclog
+from gdb_rkvm.model.exclog import Entry, Filter, Return, StreamParser, Timeline
 
 DATA = Path(__file__).parent / "data"
 

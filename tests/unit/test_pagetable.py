@@ -202,7 +202,7 @@ def test_property_garbage_tables_never_raise(geo, words, va):
 
 
 def test_kernel_layout_of_a_48bit_4k_kernel():
-    from gdb_rkvm.kernel_layout import KernelLayout, page_offset_from
+    from gdb_rkvm.model.kernel_layout import KernelLayout, page_offset_from
     po = page_offset_from(0xFFFF_0000_8000_0000, 0xC000_0000, 0x4000_0000)
     assert po == 0xFFFF_0000_0000_0000
     lay = KernelLayout(po, 0x4000_0000, 0xFFFF_8000_3FE0_0000, 0xFFFF_8000_8000_0000, 0xFFFF_8000_8054_0000, 48)
@@ -220,7 +220,7 @@ def test_kernel_layout_of_a_48bit_4k_kernel():
 
 
 def test_kernel_layout_52bit_config_on_48bit_hardware():
-    from gdb_rkvm.kernel_layout import KernelLayout
+    from gdb_rkvm.model.kernel_layout import KernelLayout
     lay = KernelLayout(0xFFF0_0000_0000_0000, 0, 0, 0, 0, 48)
     assert lay.config_va_bits == 52 and lay.va_bits_min == 48
     assert lay.page_end == 0xFFFF_8000_0000_0000
@@ -250,7 +250,7 @@ def test_property_full_map_equals_page_by_page_walks(geo, pages):
 
 
 def test_kernel_layout_with_kaslr_module_ranges():
-    from gdb_rkvm.kernel_layout import KernelLayout
+    from gdb_rkvm.model.kernel_layout import KernelLayout
     text, end = 0xFFFF_CFEB_E000_0000, 0xFFFF_CFEB_E054_0000
     direct = 0xFFFF_CFEB_D800_0000
     lay = KernelLayout(0xFFFF_0000_0000_0000, 0x4000_0000, 0xFFFF_CFEB_9FE0_0000, text, end, 48,

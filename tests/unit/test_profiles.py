@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gdb_rkvm import profiles, session
-from gdb_rkvm.profiles import ProfileError
+from gdb_rkvm.qemu import profiles, session
+from gdb_rkvm.qemu.profiles import ProfileError
 
 GOOD = """description = "t"
 [vars]

@@ -1,6 +1,6 @@
 """The PSCI triage rule over synthetic snapshots: PSCI by HVC into code that does not handle it."""
 
-from gdb_rkvm.triage import rules
+from gdb_rkvm.host.triage import rules
 from tests.unit.test_triage_rules import HYP, STUB, codes, cpu, records, snap
 
 

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from gdb_rkvm import guest_ram, profiles, qmp, session
+from gdb_rkvm.qemu import guest_ram, qmp
+
+from gdb_rkvm.qemu import profiles, session
 from gdb_rkvm.errors import RkvmError
 
 

@@ -67,10 +67,10 @@ def test_a_copy_without_its_checkout_refuses_in_one_line(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
                     "--no-build-isolation", "--target", str(target), str(src)], check=True, capture_output=True)
-    assert (target / "gdb_rkvm/cli.py").is_file() and not (target / "qemu_profiles").exists()
+    assert (target / "gdb_rkvm/host/cli.py").is_file() and not (target / "qemu_profiles").exists()
     env = {**os.environ, "PYTHONPATH": str(target)}
     for argv in (["up"], ["status"]):
-        out = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", *argv], cwd=tmp_path, env=env,
+        out = subprocess.run([sys.executable, "-m", "gdb_rkvm.host.cli", *argv], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 2, out
         assert "Traceback" not in out.stderr

@@ -5,8 +5,8 @@ import subprocess
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from gdb_rkvm import stub_abi
-from gdb_rkvm.elf_check import absolute_relocations
+from gdb_rkvm.model import stub_abi
+from gdb_rkvm.model.elf_check import absolute_relocations
 from gdb_rkvm.paths import REPO
 
 STUB = REPO / "stub" / "build"
@@ -77,7 +77,7 @@ def test_abi_header_parses_the_kernel_calls():
 
 
 def test_debug_events_come_from_the_abi_header():
-    from gdb_rkvm import stub_abi
+    from gdb_rkvm.model import stub_abi
     assert stub_abi.EVENTS == {"installed-cpu": 1, "installed-all": 2, "hvc-issued": 3, "removed": 4,
                                "hvc-returned": 5}
     ev = stub_abi.DebugEvent.from_registers(0xdead_0000_0000_0001, 0xffff_ffff_0000_0001, 0x40a60000, 0x40a60000)

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gdb_rkvm.triage import report, rules
+from gdb_rkvm.host.triage import report, rules
 
 STUB = 0x40A60000
 HYP = 0x4046E000

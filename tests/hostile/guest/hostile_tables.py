@@ -6,7 +6,7 @@ import struct
 import gdb
 
 from gdb_rkvm.arch import pagetable as pt
-from gdb_rkvm.target import gdb_target as t
+from gdb_rkvm.live import gdb_target as t
 
 geo = pt.stage1_geometry(t.read_register("TCR_EL1"), True)
 root = pt.table_base(t.read_register("TTBR1_EL1"), geo)

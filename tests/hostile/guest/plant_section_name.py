@@ -6,8 +6,8 @@ import struct
 
 import gdb
 
-from gdb_rkvm.target import module_symbols
-from gdb_rkvm.target.guest_strings import c_string
+from gdb_rkvm.live import module_symbols
+from gdb_rkvm.live.guest_strings import c_string
 
 marker = os.environ["RKVM_HOSTILE_MARKER"]
 mod = next(m for m in module_symbols.loaded_modules() if module_symbols.module_name(m) == "rkvm")

@@ -1,7 +1,7 @@
 # Sourced inside GDB: rkvm's struct module name becomes "rkvm" + ESC ] 0;pwned BEL + ESC [2J + 0xff.
 import gdb
 
-from gdb_rkvm.target import module_symbols
+from gdb_rkvm.live import module_symbols
 
 inferior = gdb.selected_inferior()
 for mod in module_symbols.loaded_modules():

@@ -1,0 +1,167 @@
+"""Everything `rkvm triage` records about a stopped guest, gathered inside GDB in one command
+(`rkvm snapshot --json`) from the same functions the interactive commands use."""
+
+import re
+
+import gdb
+
+from gdb_rkvm.model import stub_abi
+from gdb_rkvm.arch import disasm
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live import kernel_facts, translation
+from gdb_rkvm.live.cpu_state import cpu_summary, el_picture
+
+
+def vbar_origin(vbar: int, marks=None) -> dict | None:
+    """If VBAR_EL2 is what virt_to_phys() gives for a mapped module or vmalloc VA (and is not a known
+    vector table), that VA and its real PA.
+
+    Any PA is `VA - kimage_voffset` for some VA; it only means something when that VA is mapped
+    elsewhere and names module code or a vmalloc allocation.
+    """
+    off = kernel_facts.kimage_voffset()
+    if not off or not vbar:
+        return None
+    marks = marks or kernel_facts.landmarks([vbar])
+    if vbar == marks.hyp_stub_pa or vbar in marks.rkvm_stub_pas:
+        return None
+    va = (vbar + off) & t.MASK64
+    try:
+        layout = translation.kernel_layout()
+    except RkvmError:
+        return None
+    region = layout.region(va)
+    if region not in ("modules", "vmalloc") or layout.virt_to_phys(va) != vbar:
+        return None
+    try:
+        walk = translation.translate(va)
+        real = walk["pa"] if not walk["fault"] else None
+    except RkvmError:
+        real = None
+    symbol = t.symbol_at(va)
+    if real is None or real == vbar or (region != "modules" and symbol is None):
+        return None
+    return {"va": va, "region": region, "symbol": symbol, "real_pa": real}
+
+
+def stub_records(stub_pa: int, cpus: list[int]) -> dict:
+    """The rkvm stub's per-CPU counters, SP_EL2 it set, and fault records (docs/hvc-abi.md); None for
+    a CPU the stub has no slot for."""
+    return stub_abi.cpu_records(t.read_physical(stub_pa, stub_abi.value("RKVM_STUB_SIZE")), cpus)
+
+
+def el2_code_uses_stack(vbar: int, span: int = 0x1000) -> bool | None:
+    """Whether the EL2 code around VBAR_EL2 addresses memory through sp (None if unreadable)."""
+    try:
+        code = t.read_physical(vbar, span)
+    except RkvmError:
+        return None
+    return any(re.search(r"\[sp\b", i.op_str) for i in disasm.disassemble(code, vbar)
+               if i.mnemonic.startswith(("st", "ld")))
+
+
+def backtrace(cpu: int, depth: int = 12) -> list[str]:
+    """Up to `depth` frames of vCPU `cpu` as 'pc <function> file:line'."""
+    frames = []
+    with t.on_thread(t.thread_for_cpu(cpu)):
+        try:
+            frame = gdb.newest_frame()
+        except gdb.error:
+            return frames
+        while frame is not None and len(frames) < depth:
+            try:
+                sal = frame.find_sal()
+                where = f" {sal.symtab.filename.rsplit('/', 1)[-1]}:{sal.line}" if sal.symtab else ""
+                frames.append(f"{frame.pc():#x} <{frame.name() or '??'}>{where}")
+                frame = frame.older()
+            except gdb.error:
+                break
+    return frames
+
+
+def snapshot() -> dict:
+    """Every CPU's EL state, VBAR_EL2 analysis, backtraces, the stub's records and the module state."""
+    cpus = [n for n, _ in t.cpu_threads()]
+    problems = []
+    vbars = {n: t.read_register("VBAR_EL2", n) for n in cpus}
+    marks = kernel_facts.landmarks(list(vbars.values()))
+    out_cpus = []
+    for n in cpus:
+        entry = {}
+        for name, fn in (("summary", lambda n=n: cpu_summary(n, marks)), ("el", lambda n=n: el_picture(n, marks)),
+                         ("backtrace", lambda n=n: backtrace(n))):
+            try:
+                entry[name] = fn()
+            except (RkvmError, gdb.error) as e:
+                problems.append(f"CPU {n} {name}: {e}")
+        out_cpus.append({"cpu": n, **entry})
+    origins = {}
+    for v in sorted(set(vbars.values())):
+        try:
+            origins[f"{v:#x}"] = vbar_origin(v, marks)
+        except (RkvmError, gdb.error) as e:
+            problems.append(f"VBAR_EL2 {v:#x} origin: {e}")
+    stub = None
+    stub_pa = t.read_u64_symbol("rkvm_debug.stub_pa") or (min(marks.rkvm_stub_pas) if marks.rkvm_stub_pas else None)
+    if stub_pa and kernel_facts.is_rkvm_stub(stub_pa):
+        try:
+            stub = {"pa": stub_pa, "records": stub_records(stub_pa, cpus), "slots": stub_abi.value("RKVM_MAX_CPUS")}
+        except RkvmError as e:
+            problems.append(f"stub records: {e}")
+    uses_stack = {f"{v:#x}": el2_code_uses_stack(v) for v in set(vbars.values()) if v}
+    module = None
+    if t.symbol_address("rkvm_debug") is not None:
+        module = {f: t.read_u64_symbol(f"rkvm_debug.{f}") for f in
+                  ("mode", "stub_pa", "vbar_written", "prev_vectors_pa", "installed_mask", "last_event")}
+    park = t.symbol_address("rkvm_stub_park")
+    el2_copy = el2_copy_checks(vbars, marks, problems)
+    psci_facts = None
+    try:
+        from gdb_rkvm.live import psci
+        psci_facts = psci.facts()
+    except (RkvmError, gdb.error) as e:
+        problems.append(f"PSCI: {e}")
+    return {"cpus": out_cpus, "vbar_el2": {str(k): v for k, v in vbars.items()}, "vbar_origins": origins,
+            "hyp_stub_pa": marks.hyp_stub_pa, "rkvm_stub_pas": sorted(marks.rkvm_stub_pas),
+            "ram": marks.ram, "stub": stub, "el2_code_uses_stack": uses_stack, "module": module,
+            "rkvm_stub_park": park, "psci": psci_facts, "el2_copy": el2_copy,
+            "kernel_va_symbols": kernel_va_symbols(out_cpus, stub),
+            "problems": problems, "partial": bool(problems)}
+
+
+def el2_copy_checks(vbars: dict, marks, problems: list) -> dict:
+    """{VBAR_EL2 hex: the copy at it against its ELF (el2lint.compare), or None when no ELF is known}:
+    the lab stub's ELFs for an rkvm stub page, else an EL2 ELF loaded there with `rkvm stub --elf`."""
+    from gdb_rkvm.live import el2_copy, el2_symbols
+    out = {}
+    for v in sorted(set(vbars.values())):
+        if not v:
+            continue
+        try:
+            chk = None
+            if v in marks.rkvm_stub_pas:
+                chk = el2_copy.lab_stub_check(v)
+            else:
+                for elf, base in el2_symbols.loaded().items():
+                    if base == v:
+                        chk = el2_copy.check(elf, v, base)
+                        break
+            out[f"{v:#x}"] = chk.to_dict() if chk else None
+        except (RkvmError, gdb.error) as e:
+            problems.append(f"VBAR_EL2 {v:#x} against its ELF: {e}")
+    return out
+
+
+def kernel_va_symbols(cpus: list[dict], stub: dict | None) -> dict:
+    """{address hex: symbol} for kernel VAs among EL2 return and fault addresses (live and in the stub's
+    fault records): a CPU that faulted at EL2 on a kernel VA, and which code that VA is."""
+    from gdb_rkvm.model.el2lint.compare import is_kernel_va
+    seen = set()
+    for c in cpus:
+        regs = c.get("el", {}).get("registers", {})
+        seen.update(regs.get(n, {}).get("value") for n in ("ELR_EL2", "FAR_EL2"))
+    for rec in ((stub or {}).get("records") or {}).values():
+        if rec.get("fault"):
+            seen.update((rec["fault"]["elr"], rec["fault"]["far"]))
+    return {f"{va:#x}": t.symbol_at(va) for va in sorted(v for v in seen if v is not None and is_kernel_va(v))}
