@@ -148,7 +148,7 @@ def test_qemu_dies_with_a_killed_command(lab_built, tmp_path):
     import time
 
     from gdb_rkvm.paths import REPO
-    script = ("import sys, time; from pathlib import Path; from gdb_rkvm import session; "
+    script = ("import sys, time; from pathlib import Path; from gdb_rkvm.qemu import session; "
               f"s = session.start('lab', directory=Path('{tmp_path}/s')); print(s.pid, flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
     pid = int(proc.stdout.readline())
