@@ -151,8 +151,9 @@ def autopsy(esr: int, far: int, hpfar: int, ram: list | None = None, walk: Guest
         ipa, page, offset_known = walk.ipa, walk.ipa & ~0xFFF, True
     access = guest_access(iss) if data else None
     in_ram = None if ram is None else in_ranges(ipa, ram)
+    reliable = reliable or (walk is not None and walk.ipa is not None)
     f = dict(esr=esr, far=far, hpfar=hpfar, ec=ec, instruction=instruction, is_stage2_abort=is_s2, va=va,
-             ipa_page=page, ipa=ipa, ipa_offset_known=offset_known, ipa_reliable=reliable or (walk is not None and walk.ipa is not None),
+             ipa_page=page, ipa=ipa, ipa_offset_known=offset_known, ipa_reliable=reliable,
              write=bool(bits(iss, 6, 6)) if data else None, access=access, s1ptw=s1ptw,
              cache_maintenance=bool(data and bits(iss, 8, 8)), external=bool(bits(iss, 9, 9)), fsc=fsc, kind=kind,
              level=level, status=esr_mod.fault_status(fsc), in_guest_ram=in_ram, walk=walk)
