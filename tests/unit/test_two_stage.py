@@ -278,3 +278,21 @@ def test_property_garbage_tables_never_raise(s2case, s1tcr, s2words, s1words, va
     if w.fault:
         assert 0 <= w.fault.fsc < 64 and w.fault.describe()
     w.to_dict()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(STAGE2), st.lists(st.integers(0, (1 << 40) - 1), min_size=1, max_size=8, unique=True))
+def test_property_stage2_walk_agrees_with_the_single_stage_walker(s2case, seeds):
+    """walk_stage2 (descriptor reads) and pagetable.walk (whole tables) give the same PA and levels."""
+    g = GuestTables(s2case[0], STAGE1[0])
+    geo = g.s2.geo
+    for n, s in enumerate(seeds):
+        g.s2.map((s % (1 << (geo.ia_bits - geo.page_shift))) << geo.page_shift, 0x30_0000_0000 + n * geo.granule, 3,
+                 S2_RW)
+    s2regs = g.regs()[1]
+    for s in seeds:
+        ipa = ((s % (1 << (geo.ia_bits - geo.page_shift))) << geo.page_shift) | 0x18
+        ours = ts.walk_stage2(ipa, s2regs, g.mem.read, access="r")
+        theirs = pt.walk(ipa, s2regs.vttbr, geo, pt.TableReader(g.mem.read, geo.granule), stage=2)
+        assert ours.pa == theirs.pa and [x.raw for x in ours.steps] == [x.desc.raw for x in theirs.steps]
+        assert ours.vmid == 5
