@@ -19,6 +19,7 @@ from gdb_rkvm.arch.fields import bits
 GRANULE_SHIFT = {4096: 12, 16384: 14, 65536: 16}
 _TG0 = {0b00: 4096, 0b01: 65536, 0b10: 16384}
 _TG1 = {0b10: 4096, 0b11: 65536, 0b01: 16384}
+PA_BITS = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52}   # ID_AA64MMFR0_EL1.PARange, TCR.IPS, VTCR.PS
 
 
 class WalkError(Exception):
@@ -95,28 +96,50 @@ def stage1_geometry(tcr: int, upper: bool, el2_regime: bool = False) -> Geometry
         raise WalkError(f"TxSZ={tsz} gives a {ia_bits}-bit input range, outside what the architecture allows")
     ds = bool(bits(tcr, 59, 59)) if not el2_regime else bool(bits(tcr, 32, 32))
     ps = bits(tcr, 18, 16) if el2_regime else bits(tcr, 34, 32)
-    oa = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52}.get(ps, 48)
+    oa = PA_BITS.get(ps, 48)
     return Geometry(tg, ia_bits, start_level_for(tg, ia_bits), oa, ds)
 
 
-def stage2_geometry(vtcr: int) -> Geometry:
-    """Geometry of stage 2 from VTCR_EL2: T0SZ, TG0, and SL0 (which names the start level)."""
+# VTCR_EL2.SL0 -> start level, per granule (the Arm ARM's AArch64.S2StartLevel). With the 4K granule
+# and VTCR_EL2.DS = 1, VTCR_EL2.SL2 = 1 with SL0 = 0 starts at level -1 (FEAT_LPA2).
+S2_START_LEVEL = {4096: {0: 2, 1: 1, 2: 0, 3: 3}, 16384: {0: 3, 1: 2, 2: 1, 3: 0}, 65536: {0: 3, 1: 2, 2: 1}}
+
+
+def stage2_granule(vtcr: int) -> int:
+    """VTCR_EL2.TG0 as bytes (WalkError when reserved)."""
     tg = _TG0.get(bits(vtcr, 15, 14))
     if tg is None:
         raise WalkError(f"reserved VTCR_EL2.TG0 ({vtcr:#x})")
-    sl0 = bits(vtcr, 7, 6)
-    start = {4096: {0: 2, 1: 1, 2: 0, 3: 3}, 16384: {0: 3, 1: 2, 2: 1, 3: 0},
-             65536: {0: 3, 1: 2, 2: 1}}[tg].get(sl0)
+    return tg
+
+
+def stage2_start_level(vtcr: int) -> int:
+    """The start level VTCR_EL2.SL0 (and SL2) name for VTCR_EL2.TG0 (WalkError when reserved)."""
+    tg = stage2_granule(vtcr)
+    sl0, sl2, ds = bits(vtcr, 7, 6), bits(vtcr, 33, 33), bits(vtcr, 32, 32)
+    if tg == 4096 and ds and sl2:
+        if sl0 == 0:
+            return -1
+        raise WalkError(f"reserved VTCR_EL2.SL2:SL0={sl2}:{sl0:02b} for a 4K granule")
+    start = S2_START_LEVEL[tg].get(sl0)
     if start is None:
         raise WalkError(f"reserved VTCR_EL2.SL0={sl0} for a {tg // 1024}K granule")
+    return start
+
+
+def stage2_geometry(vtcr: int) -> Geometry:
+    """Geometry of stage 2 from VTCR_EL2: T0SZ, TG0, and SL0 (which names the start level).
+
+    The start level may resolve more IPA bits than one table indexes: then 2..16 tables are
+    concatenated there (AArch64.S2InconsistentSL: 1 to stride + 4 index bits at the start level)."""
+    tg, start = stage2_granule(vtcr), stage2_start_level(vtcr)
     ia_bits = 64 - bits(vtcr, 5, 0)
-    ps = bits(vtcr, 18, 16)
-    oa = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52}.get(ps, 48)
+    oa = PA_BITS.get(bits(vtcr, 18, 16), 48)
     geo = Geometry(tg, ia_bits, start, oa, bool(bits(vtcr, 32, 32)))
-    # up to 16 concatenated tables at the start level: never more than stride + 4 index bits
     if not 0 < geo.index_bits(start) <= geo.stride + 4:
-        raise WalkError(f"VTCR_EL2 T0SZ={64 - ia_bits} and SL0={sl0} are inconsistent "
-                        f"({geo.index_bits(start)} index bits at level {start})")
+        raise WalkError(f"VTCR_EL2 T0SZ={64 - ia_bits} and SL0={bits(vtcr, 7, 6)} are inconsistent "
+                        f"({geo.index_bits(start)} index bits at level {start}: 1 to {geo.stride + 4} "
+                        f"fit, up to 16 concatenated tables)")
     return geo
 
 
