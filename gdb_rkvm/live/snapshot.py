@@ -35,8 +35,7 @@ def vbar_origin(vbar: int, marks=None) -> dict | None:
     if region not in ("modules", "vmalloc") or layout.virt_to_phys(va) != vbar:
         return None
     try:
-        walk = translation.translate(va)
-        real = walk["pa"] if not walk["fault"] else None
+        real = translation.translate(va).pa
     except RkvmError:
         real = None
     symbol = t.symbol_at(va)
