@@ -124,7 +124,7 @@ def test_nostack_push_fault_connects_the_dots():
     assert any(e.startswith("CPU 0: SP_EL2 = 0x40739000: left over from early boot") for e in unset.evidence)
     assert any(e.startswith("CPU 1: SP_EL2 = 0x0: a push wraps below 0") for e in unset.evidence)
     # the same fault without a store through sp is not blamed on the stack
-    c1["el"]["registers"]["ELR_EL2"]["insn"] = "ldr x0, [x1]"
+    s["cpus"][1]["el"]["registers"]["ELR_EL2"]["insn"] = "ldr x0, [x1]"
     assert "store through sp" not in "\n".join(rules.el2_parked(Snapshot.from_json(s), {})[0].evidence)
 
 
