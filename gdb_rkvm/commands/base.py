@@ -13,6 +13,7 @@ from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import symbol_files
 from gdb_rkvm.live.gdb_state import STATE, command_settings
 from gdb_rkvm.commands import completion, settings, style
+from gdb_rkvm.model import records
 from gdb_rkvm.model.guest_text import escape
 
 
@@ -137,7 +138,8 @@ class RkvmCommand(gdb.Command):
         return completion.completions_for_word(found, text, word)
 
     def run(self, args):
-        """Return a dict (printed with --json) or a string; or print and return None."""
+        """Return a typed record or dict (printed with --json through records.to_json) or a string; or
+        print and return None."""
         raise NotImplementedError
 
     def format(self, result, args) -> str:
@@ -170,7 +172,7 @@ class RkvmCommand(gdb.Command):
         if result is None:
             return
         if getattr(args, "json", False):
-            gdb.write(json.dumps(result, indent=2, default=_json_default) + "\n")
+            gdb.write(json.dumps(records.to_json(result), indent=2, default=_json_default) + "\n")
         else:
             text = self.format(result, args)
             if text:

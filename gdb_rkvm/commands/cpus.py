@@ -34,8 +34,8 @@ Example:
                 "hyp_stub_pa": marks.hyp_stub_pa, "rkvm_stub_pas": sorted(marks.rkvm_stub_pas)}
 
     def format(self, r, args):
-        rows = [[str(c["cpu"]), c["mode"], with_symbol(c["pc"], c["pc_symbol"]),
-                 with_symbol(c["vbar_el2"], c["vbar_el2_symbol"]), c["vbar_el2_points_at"] or "-", hx(c["sp_el2"])]
+        rows = [[str(c.cpu), c.mode, with_symbol(c.pc, c.pc_symbol),
+                 with_symbol(c.vbar_el2, c.vbar_el2_symbol), c.vbar_el2_points_at or "-", hx(c.sp_el2)]
                 for c in r["cpus"]]
         out = table(rows, ["CPU", "EL", "PC", "VBAR_EL2", "points at", "SP_EL2"])
         for w in r["warnings"]:
@@ -48,12 +48,12 @@ Example:
 def _explain(r) -> str:
     lines = []
     for c in r["cpus"]:
-        where = "in the kernel or a module (EL1)" if c["el"] == 1 else (
-            "inside EL2 code: the MMU of EL2 is normally off, so this PC is a physical address" if c["el"] == 2
-            else f"at EL{c['el']}")
-        lines.append(f"CPU {c['cpu']} runs {where}. Its VBAR_EL2 ({hx(c['vbar_el2'])}) is {c['vbar_el2_points_at']}: "
+        where = "in the kernel or a module (EL1)" if c.el == 1 else (
+            "inside EL2 code: the MMU of EL2 is normally off, so this PC is a physical address" if c.el == 2
+            else f"at EL{c.el}")
+        lines.append(f"CPU {c.cpu} runs {where}. Its VBAR_EL2 ({hx(c.vbar_el2)}) is {c.vbar_el2_points_at}: "
                      f"an HVC from EL1 on this CPU enters EL2 at VBAR_EL2 + 0x400.")
-        if c["sp_el2"] is not None:
-            lines.append(f"  SP_EL2 = {hx(c['sp_el2'])} is the stack EL2 code would push on; nothing resets it "
+        if c.sp_el2 is not None:
+            lines.append(f"  SP_EL2 = {hx(c.sp_el2)} is the stack EL2 code would push on; nothing resets it "
                          "after boot, so a stub that uses a stack must set it on each CPU.")
     return "\n".join(lines)

@@ -30,19 +30,19 @@ Example:
         return el_picture(cpu, kernel_facts.landmarks([vbar]))
 
     def format(self, r, args):
-        pc_sym = f" <{r['pc_symbol']}>" if r["pc_symbol"] else ""
-        lines = [f"CPU {r['cpu']}: {r['mode']}, PC {r['pc']:#x}{pc_sym}"]
-        for name, e in r["registers"].items():
-            v = e["value"]
-            extra = e.get("summary") or (f"<{e['symbol']}>" if e.get("symbol") else "")
-            if name == "VBAR_EL2" and r["vbar_el2_points_at"]:
-                extra = (extra + "  " if extra else "") + r["vbar_el2_points_at"]
+        pc_sym = f" <{r.pc_symbol}>" if r.pc_symbol else ""
+        lines = [f"CPU {r.cpu}: {r.mode}, PC {r.pc:#x}{pc_sym}"]
+        for name, e in r.registers.items():
+            v = e.value
+            extra = e.summary or (f"<{e.symbol}>" if e.symbol else "")
+            if name == "VBAR_EL2" and r.vbar_el2_points_at:
+                extra = (extra + "  " if extra else "") + r.vbar_el2_points_at
             if name == "HCR_EL2":
-                extra = f"set: {r['hcr_el2_set']}"
+                extra = f"set: {r.hcr_el2_set}"
             if name == "SCTLR_EL2" and v is not None:
                 m = regfields.mmu_enabled(v)
                 extra = f"M={int(m)}: EL2 MMU {'on' if m else 'off (EL2 addresses are physical)'}"
             lines.append(f"{name:<10}{hx(v):<20}{extra}")
-            if args.explain and e.get("explain"):
-                lines += [f"            {x}" for x in e["explain"]]
+            if args.explain and e.explain:
+                lines += [f"            {x}" for x in e.explain]
         return "\n".join(lines)

@@ -20,9 +20,12 @@ Example:
 
     def format(self, r, args):
         lines = []
-        for c in r["cpus"]:
-            s = c.get("summary", {})
-            lines.append(f"CPU {c['cpu']}: {s.get('mode', '?')} at {s.get('pc', 0):#x} <{s.get('pc_symbol')}>, "
-                         f"VBAR_EL2 {s.get('vbar_el2', 0):#x} ({s.get('vbar_el2_points_at')})")
-        lines += [f"problem: {p}" for p in r["problems"]]
+        for c in r.cpus:
+            s = c.summary
+            if s is None:
+                lines.append(f"CPU {c.cpu}: ? at {0:#x} <None>, VBAR_EL2 {0:#x} (None)")
+                continue
+            lines.append(f"CPU {c.cpu}: {s.mode} at {s.pc:#x} <{s.pc_symbol}>, "
+                         f"VBAR_EL2 {s.vbar_el2 or 0:#x} ({s.vbar_el2_points_at})")
+        lines += [f"problem: {p}" for p in r.problems]
         return "\n".join(lines)

@@ -17,11 +17,11 @@ def _why_not_the_stub(vbar: int, stub_pa: int | None, marks) -> str:
     text = f"VBAR_EL2 = {vbar:#x} is {classify(vbar, marks).text}"
     origin = vbar_origin(vbar)
     if origin:
-        sym = f" <{origin['symbol']}>" if origin["symbol"] else ""
-        text += (f"; it equals virt_to_phys({origin['va']:#x}{sym}), a {origin['region']} address: "
+        sym = f" <{origin.symbol}>" if origin.symbol else ""
+        text += (f"; it equals virt_to_phys({origin.va:#x}{sym}), a {origin.region} address: "
                  "virt_to_phys() is only valid for the linear map, so this is not where that code is")
-        if origin["real_pa"] is not None:
-            text += f" (that VA really maps PA {origin['real_pa']:#x})"
+        if origin.real_pa is not None:
+            text += f" (that VA really maps PA {origin.real_pa:#x})"
     if stub_pa is not None:
         text += f"; the stub page is at PA {stub_pa:#x}"
     return text

@@ -1,34 +1,56 @@
+from dataclasses import dataclass, fields
+
 from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.model.translation import Translation
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live import kernel_facts, translation
 from gdb_rkvm.commands.base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, only_when
 from gdb_rkvm.commands.walk import check_mapped
 
 
-def v2p_report(va: int, cpu: int) -> dict:
+@dataclass(frozen=True)
+class V2pReport:
+    """The kernel's virt_to_phys() formula for `va` against the page-table walk."""
+
+    va: int
+    region: str
+    formula: int
+    formula_is_ram: bool
+    walk_pa: int | None
+    agree: bool
+    verdict: str
+    symbol: str | None
+    walk: Translation
+
+    def to_json(self) -> dict:
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "walk"},
+                "walk": self.walk.to_json()}
+
+
+def v2p_report(va: int, cpu: int) -> V2pReport:
     """The kernel's virt_to_phys() formula against the real translation for `va`."""
     layout = translation.kernel_layout(cpu)
     region = layout.region(va)
     formula = layout.virt_to_phys(va)
     walk = translation.translate(va, cpu)
-    real = walk["pa"] if not walk["fault"] else None
+    real = walk.pa if walk.ok else None
     ram = kernel_facts.ram_ranges()
     formula_is_ram = any(s <= formula < e for s, e in ram)
+    return V2pReport(va, region, formula, formula_is_ram, real, real is not None and real == formula,
+                     verdict(region, formula, real, walk), t.symbol_at(va), walk)
+
+
+def verdict(region: str, formula: int, real: int | None, walk: Translation) -> str:
+    """One sentence: does virt_to_phys() give the real PA here, and if not why."""
     if real is None:
-        verdict = f"not mapped: {walk['fault']}"
-        agree = False
-    elif real == formula:
-        verdict = "agree: virt_to_phys() is valid for this address"
-        agree = True
-    else:
-        kinds = {"modules": "a module address", "vmalloc": "a vmalloc address",
-                 "kernel image": "a kernel image address", "fixmap": "a fixmap address"}
-        kind = kinds.get(region, f"a {region} address")
-        verdict = (f"virt_to_phys() is not valid here: this is {kind} (only the linear map, and the kernel image "
-                   f"through __pa_symbol(), translate by formula); the real PA is {real:#x}")
-        agree = False
-    return {"va": va, "region": region, "formula": formula, "formula_is_ram": formula_is_ram, "walk_pa": real,
-            "agree": agree, "verdict": verdict, "symbol": t.symbol_at(va), "walk": walk}
+        return f"not mapped: {walk.fault}"
+    if real == formula:
+        return "agree: virt_to_phys() is valid for this address"
+    kinds = {"modules": "a module address", "vmalloc": "a vmalloc address",
+             "kernel image": "a kernel image address", "fixmap": "a fixmap address"}
+    kind = kinds.get(region, f"a {region} address")
+    return (f"virt_to_phys() is not valid here: this is {kind} (only the linear map, and the kernel image "
+            f"through __pa_symbol(), translate by formula); the real PA is {real:#x}")
 
 
 @only_when(STOPPED, KERNEL_SYMBOLS)
@@ -55,12 +77,12 @@ Example (a module function, mode=vmalloc's mistake):
         return v2p_report(translation.address_of(args.va), cpu)
 
     def format(self, r, args):
-        sym = f" <{r['symbol']}>" if r["symbol"] else ""
-        lines = [f"VA {r['va']:#x}{sym} in {r['region']}",
-                 f"virt_to_phys() formula  {r['formula']:#x}  ({'RAM' if r['formula_is_ram'] else 'not RAM'})",
-                 f"page-table walk         {r['walk_pa']:#x}" if r["walk_pa"] is not None
-                 else f"page-table walk         {r['walk']['fault']}",
-                 r["verdict"]]
+        sym = f" <{r.symbol}>" if r.symbol else ""
+        lines = [f"VA {r.va:#x}{sym} in {r.region}",
+                 f"virt_to_phys() formula  {r.formula:#x}  ({'RAM' if r.formula_is_ram else 'not RAM'})",
+                 f"page-table walk         {r.walk_pa:#x}" if r.walk_pa is not None
+                 else f"page-table walk         {r.walk.fault}",
+                 r.verdict]
         if args.explain:
             lines.append("virt_to_phys() is arithmetic, not a lookup: for the linear map it subtracts PAGE_OFFSET and "
                          "adds PHYS_OFFSET; for anything else it assumes the kernel image and subtracts "

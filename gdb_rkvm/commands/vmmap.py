@@ -1,8 +1,24 @@
+from dataclasses import dataclass
+
 from gdb_rkvm.arch.pagetable import permissions
+from gdb_rkvm.model.translation import AddressMap
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live.address_map import el1_map
 from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
 from gdb_rkvm.commands.walk import _size
+
+
+@dataclass(frozen=True)
+class VmmapResult:
+    """`rkvm vmmap`'s answer: the address map of one TTBR, on which CPU."""
+
+    map: AddressMap
+    cpu: int | None
+
+    def to_json(self) -> dict:
+        out = self.map.to_json()
+        out["mappings"] = [{**x.to_dict(), "perms": permissions(x.attrs)} for x in self.map.mappings]
+        return {**{k: v for k, v in out.items() if k != "mappings"}, "cpu": self.cpu, "mappings": out["mappings"]}
 
 
 @only_when(STOPPED)
@@ -30,23 +46,22 @@ Example:
 
     def run(self, args):
         cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
-        m = el1_map(args.half or "ttbr1", cpu)
-        return {**{k: v for k, v in m.items() if k != "mappings"}, "cpu": cpu,
-                "mappings": [{**x.to_dict(), "perms": permissions(x.attrs)} for x in m["mappings"]]}
+        return VmmapResult(el1_map(args.half or "ttbr1", cpu), cpu)
 
     def format(self, r, args):
+        m = r.map
         lines = [f"{'VA start':<18}  {'VA end':<18}  {'size':<8} {'PA':<12} EL1 EL0  type"]
-        for m in r["mappings"]:
-            lines.append(f"{m['va']:#018x}  {m['end']:#018x}  {_size(m['size']):<8} {m['pa']:<#12x} "
-                         f"{m['perms']}  {m['attributes'].get('MemType', '')}")
-        for s in r.get("shared_tables", []):
-            lines.append(f"{s['va']:#018x}  {s['end']:#018x}  {_size(s['size']):<8} shared: the level {s['level']} "
-                         f"table at PA {s['table']:#x}, already listed at VA {s['same_as_va']:#x}")
-        if r.get("shared_total", 0) > len(r.get("shared_tables", [])):
-            lines.append(f"... and {r['shared_total'] - len(r['shared_tables'])} more shared-table ranges")
-        shared = f", {r['shared_total']} shared-table ranges (not walked again)" if r.get("shared_total") else ""
-        lines.append(f"{len(r['mappings'])} ranges from {r['tables_total']} tables{shared}")
-        lines += [f"problem: {p}" for p in r["problems"]]
+        for x in m.mappings:
+            lines.append(f"{x.va:#018x}  {x.end():#018x}  {_size(x.size):<8} {x.pa:<#12x} "
+                         f"{permissions(x.attrs)}  {x.attrs.get('MemType', '')}")
+        for s in m.shared_tables:
+            lines.append(f"{s.va:#018x}  {s.va + s.size:#018x}  {_size(s.size):<8} shared: the level {s.level} "
+                         f"table at PA {s.table:#x}, already listed at VA {s.first_va:#x}")
+        if m.shared_total > len(m.shared_tables):
+            lines.append(f"... and {m.shared_total - len(m.shared_tables)} more shared-table ranges")
+        shared = f", {m.shared_total} shared-table ranges (not walked again)" if m.shared_total else ""
+        lines.append(f"{len(m.mappings)} ranges from {m.tables_total} tables{shared}")
+        lines += [f"problem: {p}" for p in m.problems]
         return "\n".join(lines)
 
 
@@ -75,7 +90,7 @@ Example:
                 m = el1_map(half, cpu)
             except Exception:  # noqa: BLE001  a disabled half has nothing to find
                 continue
-            for x in m["mappings"]:
+            for x in m.mappings:
                 if x.pa <= pa < x.pa + x.size:
                     va = x.va + (pa - x.pa)
                     hits.append({"va": va, "half": half, "symbol": t.symbol_at(va), "perms": permissions(x.attrs),

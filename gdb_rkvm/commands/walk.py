@@ -1,4 +1,8 @@
+from dataclasses import dataclass
+
+from gdb_rkvm.arch.pagetable import Step
 from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.model.translation import Translation
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live import translation
 from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
@@ -30,38 +34,56 @@ Example:
     def run(self, args):
         cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
         va = translation.address_of(args.va)
-        r = {**translation.translate(va, cpu, args.regime, args.stage), "cpu": cpu, "symbol": t.symbol_at(va)}
-        if r["fault"] and args.stage == 1 and args.regime == "el1":
-            r["why"] = translation.init_sections_note(va)
-        return r
+        tr = translation.translate(va, cpu, args.regime, args.stage)
+        why = None
+        if tr.fault and args.stage == 1 and args.regime == "el1":
+            why = translation.init_sections_note(va)
+        return WalkResult(tr, cpu, t.symbol_at(va), why)
 
     def format(self, r, args):
         return format_walk(r, args.explain)
 
 
-def format_walk(r: dict, explain: bool = False) -> str:
-    sym = f" <{r['symbol']}>" if r.get("symbol") else ""
-    if not r["steps"] and r.get("note"):
-        if r["fault"]:
-            return f"VA {r['va']:#x}{sym}: {r['note']}\n{r['fault']}"
-        return f"VA {r['va']:#x}{sym}: {r['note']}; PA {r['pa']:#x}"
-    head = (f"VA {r['va']:#x}{sym} via {r['table_register']} ({r['regime']}, {r['granule'] // 1024}K granule, "
-            f"{r['ia_bits']}-bit, start level {r['start_level']})")
+@dataclass(frozen=True)
+class WalkResult:
+    """`rkvm walk`'s answer: the translation, on which CPU, the VA's symbol, why it is unmapped."""
+
+    translation: Translation
+    cpu: int | None
+    symbol: str | None
+    why: str | None = None     # init_sections_note() for an unmapped kernel VA
+
+    def to_json(self) -> dict:
+        out = {**self.translation.to_json(), "cpu": self.cpu, "symbol": self.symbol}
+        if self.translation.fault and self.translation.regime.name == "el1" and self.translation.regime.stage == 1:
+            out["why"] = self.why
+        return out
+
+
+def format_walk(r: WalkResult, explain: bool = False) -> str:
+    tr = r.translation
+    sym = f" <{r.symbol}>" if r.symbol else ""
+    if tr.walk is None or (not tr.steps and tr.note):   # no tables walked: the note says why
+        if tr.fault:
+            return f"VA {tr.va:#x}{sym}: {tr.note}\n{tr.fault}"
+        return f"VA {tr.va:#x}{sym}: {tr.note}; PA {tr.pa:#x}"
+    geo = tr.walk.geometry
+    head = (f"VA {tr.va:#x}{sym} via {tr.regime.table_register} ({tr.regime.label}, {geo.granule // 1024}K granule, "
+            f"{geo.ia_bits}-bit, start level {geo.start_level})")
     lines = [head]
-    if r.get("note"):
-        lines.append(f"  note: {r['note']}")
-    for s in r["steps"]:
-        lines.append(f"  L{s['level']}  table {s['table']:#x}[{s['index']}]  {s['descriptor']:#018x}  {s['text']}")
+    if tr.note:
+        lines.append(f"  note: {tr.note}")
+    for s in tr.steps:
+        lines.append(f"  L{s.level}  table {s.table:#x}[{s.index}]  {s.desc.raw:#018x}  {s.desc.describe()}")
         if explain:
             lines.append("      " + _explain_step(s))
-    if r["fault"]:
-        lines.append(f"unmapped: {r['fault']}")
-        if r.get("why"):
-            lines.append(f"  ({r['why']})")
+    if tr.fault:
+        lines.append(f"unmapped: {tr.fault}")
+        if r.why:
+            lines.append(f"  ({r.why})")
     else:
-        size = r["mapping_size"]
-        kind = "block" if r["steps"][-1]["kind"] == "block" else "page"
-        lines.append(f"PA {r['pa']:#x}  (in a {_size(size)} {kind})")
+        kind = "block" if tr.steps[-1].desc.kind == "block" else "page"
+        lines.append(f"PA {tr.pa:#x}  (in a {_size(tr.walk.mapping_size)} {kind})")
     return "\n".join(lines)
 
 
@@ -75,21 +97,22 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _explain_step(s: dict) -> str:
-    if s["kind"] == "table":
-        return (f"level {s['level']}: index {s['index']} of this table holds a table descriptor; the next level's "
-                f"table is at PA {s['output']:#x}.")
-    if s["kind"] in ("block", "page"):
-        a = s["attributes"]
+def _explain_step(s: Step) -> str:
+    kind, output = s.desc.kind, s.desc.output
+    if kind == "table":
+        return (f"level {s.level}: index {s.index} of this table holds a table descriptor; the next level's "
+                f"table is at PA {output:#x}.")
+    if kind in ("block", "page"):
+        a = s.desc.attrs
         perm = a.get("AP", a.get("S2AP", ""))
-        return (f"level {s['level']}: a {s['kind']} descriptor ends the walk: output {s['output']:#x}, "
+        return (f"level {s.level}: a {kind} descriptor ends the walk: output {output:#x}, "
                 f"access {perm}, {'executable' if not a.get('PXN', 0) else 'not executable'} at EL1, "
                 f"{a.get('MemType', '')}.")
-    return f"level {s['level']}: {s['kind']} descriptor: the MMU would raise a translation fault here."
+    return f"level {s.level}: {kind} descriptor: the MMU would raise a translation fault here."
 
 
-def check_mapped(r: dict) -> int:
-    """The PA of a walk, or a one-line error naming the faulting level and descriptor."""
-    if r["fault"]:
-        raise RkvmError(f"VA {r['va']:#x} is not mapped: {r['fault']}")
-    return r["pa"]
+def check_mapped(tr: Translation) -> int:
+    """The PA of a translation, or a one-line error naming the faulting level and descriptor."""
+    if not tr.ok:
+        raise RkvmError(f"VA {tr.va:#x} is not mapped: {tr.fault}")
+    return tr.pa

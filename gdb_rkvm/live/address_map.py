@@ -5,13 +5,14 @@ from gdb_rkvm.arch import regfields
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live.gdb_state import STATE
+from gdb_rkvm.model.translation import AddressMap
 from gdb_rkvm.live.translation import _geometry, table_reader
 
 
 MAX_SHARED_SHOWN = 256   # shared-table references listed (all are counted)
 
 
-def el1_map(half: str, cpu: int | None = None) -> dict:
+def el1_map(half: str, cpu: int | None = None) -> AddressMap:
     """Mappings under TTBR1_EL1 (half='ttbr1') or TTBR0_EL1 ('ttbr0') of vCPU `cpu`, cached per stop."""
     key = ("vmmap", half, cpu)
     if key in STATE.stop_cache:
@@ -30,9 +31,7 @@ def el1_map(half: str, cpu: int | None = None) -> dict:
         before = reader.reads
         maps, problems = pt.mappings(ttbr, geo, reader, va_base=va_base, mair=mair, budget=budget, shared=shared)
         reads = reader.reads - before
-    result = {"half": half, "ttbr": ttbr, "granule": geo.granule, "ia_bits": geo.ia_bits, "mappings": maps,
-              "problems": problems, "tables_read": reads, "tables_total": len(reader.tables),
-              "truncated": budget.truncated, "traversal": budget.to_dict(),
-              "shared_tables": [x.to_dict() for x in shared[:MAX_SHARED_SHOWN]], "shared_total": len(shared)}
+    result = AddressMap(half, ttbr, geo.granule, geo.ia_bits, maps, problems, reads, len(reader.tables),
+                        budget.truncated, budget.to_dict(), shared[:MAX_SHARED_SHOWN], len(shared))
     STATE.stop_cache[key] = result
     return result

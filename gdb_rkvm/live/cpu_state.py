@@ -1,7 +1,8 @@
-"""Per-CPU EL state as plain dicts, built from gdb_target reads and arch decoders."""
+"""Per-CPU EL state as model/snapshot records, built from gdb_target reads and arch decoders."""
 
 from gdb_rkvm.arch import decode, disasm, esr, pstate, regfields
 from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.model.snapshot import CpuSummary, ElPicture, Register
 from gdb_rkvm.model.vbar_el2 import classify
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live import kernel_facts
@@ -14,7 +15,7 @@ def _maybe(name: str, cpu: int) -> int | None:
         return None
 
 
-def cpu_summary(cpu: int, marks) -> dict:
+def cpu_summary(cpu: int, marks) -> CpuSummary:
     """One row of `rkvm cpus`: EL/SP, PC with symbol, VBAR_EL2 and what it points at, SP_EL2."""
     cpsr = t.read_register("cpsr", cpu)
     pc = t.read_register("pc", cpu)
@@ -22,20 +23,20 @@ def cpu_summary(cpu: int, marks) -> dict:
     vbar = _maybe("VBAR_EL2", cpu)
     target = classify(vbar, marks) if vbar is not None else None
     pc_sym = kernel_facts.code_symbol(pc, el, marks)
-    return {
-        "cpu": cpu, "el": el, "mode": pstate.mode_name(cpsr), "pc": pc, "pc_symbol": pc_sym,
-        "vbar_el2": vbar, "vbar_el2_kind": target.kind if target else None,
-        "vbar_el2_points_at": target.text if target else None,
-        "vbar_el2_symbol": kernel_facts.el2_symbol(vbar, marks) if vbar is not None else None,
-        "sp_el2": _maybe("SP_EL2", cpu),
-    }
+    return CpuSummary(
+        cpu=cpu, el=el, mode=pstate.mode_name(cpsr), pc=pc, pc_symbol=pc_sym,
+        vbar_el2=vbar, vbar_el2_kind=target.kind if target else None,
+        vbar_el2_points_at=target.text if target else None,
+        vbar_el2_symbol=kernel_facts.el2_symbol(vbar, marks) if vbar is not None else None,
+        sp_el2=_maybe("SP_EL2", cpu),
+    )
 
 
 EL_REGISTERS = ["SP_EL0", "SP_EL1", "SP_EL2", "ELR_EL1", "ELR_EL2", "SPSR_EL1", "SPSR_EL2", "ESR_EL1", "ESR_EL2",
                 "FAR_EL1", "FAR_EL2", "HPFAR_EL2", "VBAR_EL1", "VBAR_EL2", "HCR_EL2", "SCTLR_EL2"]
 
 
-def el_picture(cpu: int, marks) -> dict:
+def el_picture(cpu: int, marks) -> ElPicture:
     """Everything `rkvm el` shows for one CPU: raw values, decodings, symbols."""
     cpsr = t.read_register("cpsr", cpu)
     regs = {}
@@ -64,14 +65,14 @@ def el_picture(cpu: int, marks) -> dict:
         if e["value"] is not None and esr.never_taken(e["value"]):
             e["summary"] = esr.never_taken_summary(el)
     vbar = regs["VBAR_EL2"]["value"]
-    return {
-        "cpu": cpu, "el": pstate.current_el_from_cpsr(cpsr), "mode": pstate.mode_name(cpsr), "cpsr": cpsr,
-        "pc": t.read_register("pc", cpu),
-        "pc_symbol": kernel_facts.code_symbol(t.read_register("pc", cpu), pstate.current_el_from_cpsr(cpsr), marks),
-        "registers": regs,
-        "hcr_el2_set": decode.decode("HCR_EL2", regs["HCR_EL2"]["value"]).summary
+    return ElPicture(
+        cpu=cpu, el=pstate.current_el_from_cpsr(cpsr), mode=pstate.mode_name(cpsr), cpsr=cpsr,
+        pc=t.read_register("pc", cpu),
+        pc_symbol=kernel_facts.code_symbol(t.read_register("pc", cpu), pstate.current_el_from_cpsr(cpsr), marks),
+        registers={name: Register(**e) for name, e in regs.items()},
+        hcr_el2_set=decode.decode("HCR_EL2", regs["HCR_EL2"]["value"]).summary
         if regs["HCR_EL2"]["value"] is not None else None,
-        "el2_mmu_on": (regfields.mmu_enabled(regs["SCTLR_EL2"]["value"])
-                       if regs["SCTLR_EL2"]["value"] is not None else None),
-        "vbar_el2_points_at": classify(vbar, marks).text if vbar is not None else None,
-    }
+        el2_mmu_on=(regfields.mmu_enabled(regs["SCTLR_EL2"]["value"])
+                    if regs["SCTLR_EL2"]["value"] is not None else None),
+        vbar_el2_points_at=classify(vbar, marks).text if vbar is not None else None,
+    )

@@ -326,10 +326,10 @@ def read_kernel_virtual(va: int, size: int) -> bytes:
     if current_el() == 1:
         return read_virtual(va, size)
     from gdb_rkvm.live.translation import translate  # translation builds on this module
-    walk = translate(va)
-    if walk["fault"]:
-        raise RkvmError(f"VA {va:#x} is not mapped: {walk['fault']}")
-    return read_physical(walk["pa"], size)
+    tr = translate(va)
+    if not tr.ok:
+        raise RkvmError(f"VA {va:#x} is not mapped: {tr.fault}")
+    return read_physical(tr.pa, size)
 
 
 def debug_event_at_hook() -> stub_abi.DebugEvent:

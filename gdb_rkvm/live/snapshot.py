@@ -2,10 +2,13 @@
 (`rkvm snapshot --json`) from the same functions the interactive commands use."""
 
 import re
+from dataclasses import fields
 
 import gdb
 
-from gdb_rkvm.model import stub_abi
+from gdb_rkvm.model import records, stub_abi
+from gdb_rkvm.model.snapshot import (CpuState, ModuleState, Snapshot, StubCpuRecord, StubState,
+                                     VbarOrigin)
 from gdb_rkvm.arch import disasm
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import gdb_target as t
@@ -13,7 +16,7 @@ from gdb_rkvm.live import kernel_facts, translation
 from gdb_rkvm.live.cpu_state import cpu_summary, el_picture
 
 
-def vbar_origin(vbar: int, marks=None) -> dict | None:
+def vbar_origin(vbar: int, marks=None) -> VbarOrigin | None:
     """If VBAR_EL2 is what virt_to_phys() gives for a mapped module or vmalloc VA (and is not a known
     vector table), that VA and its real PA.
 
@@ -35,20 +38,20 @@ def vbar_origin(vbar: int, marks=None) -> dict | None:
     if region not in ("modules", "vmalloc") or layout.virt_to_phys(va) != vbar:
         return None
     try:
-        walk = translation.translate(va)
-        real = walk["pa"] if not walk["fault"] else None
+        real = translation.translate(va).pa
     except RkvmError:
         real = None
     symbol = t.symbol_at(va)
     if real is None or real == vbar or (region != "modules" and symbol is None):
         return None
-    return {"va": va, "region": region, "symbol": symbol, "real_pa": real}
+    return VbarOrigin(va, region, symbol, real)
 
 
-def stub_records(stub_pa: int, cpus: list[int]) -> dict:
+def stub_records(stub_pa: int, cpus: list[int]) -> dict[str, StubCpuRecord | None]:
     """The rkvm stub's per-CPU counters, SP_EL2 it set, and fault records (docs/hvc-abi.md); None for
     a CPU the stub has no slot for."""
-    return stub_abi.cpu_records(t.read_physical(stub_pa, stub_abi.value("RKVM_STUB_SIZE")), cpus)
+    found = stub_abi.cpu_records(t.read_physical(stub_pa, stub_abi.value("RKVM_STUB_SIZE")), cpus)
+    return {str(n): records.parse(StubCpuRecord | None, r) for n, r in found.items()}
 
 
 def el2_code_uses_stack(vbar: int, span: int = 0x1000) -> bool | None:
@@ -80,7 +83,7 @@ def backtrace(cpu: int, depth: int = 12) -> list[str]:
     return frames
 
 
-def snapshot() -> dict:
+def snapshot() -> Snapshot:
     """Every CPU's EL state, VBAR_EL2 analysis, backtraces, the stub's records and the module state."""
     cpus = [n for n, _ in t.cpu_threads()]
     problems = []
@@ -88,14 +91,14 @@ def snapshot() -> dict:
     marks = kernel_facts.landmarks(list(vbars.values()))
     out_cpus = []
     for n in cpus:
-        entry = {}
+        entry: dict = {}
         for name, fn in (("summary", lambda n=n: cpu_summary(n, marks)), ("el", lambda n=n: el_picture(n, marks)),
                          ("backtrace", lambda n=n: backtrace(n))):
             try:
                 entry[name] = fn()
             except (RkvmError, gdb.error) as e:
                 problems.append(f"CPU {n} {name}: {e}")
-        out_cpus.append({"cpu": n, **entry})
+        out_cpus.append(CpuState(n, **entry))
     origins = {}
     for v in sorted(set(vbars.values())):
         try:
@@ -106,14 +109,13 @@ def snapshot() -> dict:
     stub_pa = t.read_u64_symbol("rkvm_debug.stub_pa") or (min(marks.rkvm_stub_pas) if marks.rkvm_stub_pas else None)
     if stub_pa and kernel_facts.is_rkvm_stub(stub_pa):
         try:
-            stub = {"pa": stub_pa, "records": stub_records(stub_pa, cpus), "slots": stub_abi.value("RKVM_MAX_CPUS")}
+            stub = StubState(stub_pa, stub_records(stub_pa, cpus), stub_abi.value("RKVM_MAX_CPUS"))
         except RkvmError as e:
             problems.append(f"stub records: {e}")
     uses_stack = {f"{v:#x}": el2_code_uses_stack(v) for v in set(vbars.values()) if v}
     module = None
     if t.symbol_address("rkvm_debug") is not None:
-        module = {f: t.read_u64_symbol(f"rkvm_debug.{f}") for f in
-                  ("mode", "stub_pa", "vbar_written", "prev_vectors_pa", "installed_mask", "last_event")}
+        module = ModuleState(**{f.name: t.read_u64_symbol(f"rkvm_debug.{f.name}") for f in fields(ModuleState)})
     park = t.symbol_address("rkvm_stub_park")
     el2_copy = el2_copy_checks(vbars, marks, problems)
     psci_facts = None
@@ -122,12 +124,12 @@ def snapshot() -> dict:
         psci_facts = psci.facts()
     except (RkvmError, gdb.error) as e:
         problems.append(f"PSCI: {e}")
-    return {"cpus": out_cpus, "vbar_el2": {str(k): v for k, v in vbars.items()}, "vbar_origins": origins,
-            "hyp_stub_pa": marks.hyp_stub_pa, "rkvm_stub_pas": sorted(marks.rkvm_stub_pas),
-            "ram": marks.ram, "stub": stub, "el2_code_uses_stack": uses_stack, "module": module,
-            "rkvm_stub_park": park, "psci": psci_facts, "el2_copy": el2_copy,
-            "kernel_va_symbols": kernel_va_symbols(out_cpus, stub),
-            "problems": problems, "partial": bool(problems)}
+    return Snapshot(cpus=out_cpus, vbar_el2={str(k): v for k, v in vbars.items()}, vbar_origins=origins,
+                    hyp_stub_pa=marks.hyp_stub_pa, rkvm_stub_pas=sorted(marks.rkvm_stub_pas),
+                    ram=[[s, e] for s, e in marks.ram], stub=stub, el2_code_uses_stack=uses_stack, module=module,
+                    rkvm_stub_park=park, psci=psci_facts, el2_copy=el2_copy,
+                    kernel_va_symbols=kernel_va_symbols(out_cpus, stub),
+                    problems=problems, partial=bool(problems))
 
 
 def el2_copy_checks(vbars: dict, marks, problems: list) -> dict:
@@ -153,15 +155,14 @@ def el2_copy_checks(vbars: dict, marks, problems: list) -> dict:
     return out
 
 
-def kernel_va_symbols(cpus: list[dict], stub: dict | None) -> dict:
+def kernel_va_symbols(cpus: list[CpuState], stub: StubState | None) -> dict:
     """{address hex: symbol} for kernel VAs among EL2 return and fault addresses (live and in the stub's
     fault records): a CPU that faulted at EL2 on a kernel VA, and which code that VA is."""
     from gdb_rkvm.model.el2lint.compare import is_kernel_va
     seen = set()
     for c in cpus:
-        regs = c.get("el", {}).get("registers", {})
-        seen.update(regs.get(n, {}).get("value") for n in ("ELR_EL2", "FAR_EL2"))
-    for rec in ((stub or {}).get("records") or {}).values():
-        if rec.get("fault"):
-            seen.update((rec["fault"]["elr"], rec["fault"]["far"]))
+        seen.update(c.register(n) for n in ("ELR_EL2", "FAR_EL2"))
+    for rec in (stub.records if stub else {}).values():
+        if rec and rec.fault:
+            seen.update((rec.fault.elr, rec.fault.far))
     return {f"{va:#x}": t.symbol_at(va) for va in sorted(v for v in seen if v is not None and is_kernel_va(v))}

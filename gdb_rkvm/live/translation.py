@@ -8,6 +8,7 @@ from gdb_rkvm.arch import pagetable as pt
 from gdb_rkvm.arch import regfields
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.model.kernel_layout import KernelLayout, page_offset_from
+from gdb_rkvm.model.translation import Regime, Translation
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live import kernel_facts
 from gdb_rkvm.live.gdb_state import STATE
@@ -25,69 +26,91 @@ def table_reader(granule: int):
         yield reader
 
 
+REGIME_REGISTERS = {
+    "el1": ("TCR_EL1", "TTBR0_EL1", "TTBR1_EL1", "MAIR_EL1", "SCTLR_EL1"),
+    "el2": ("TCR_EL2", "TTBR0_EL2", "MAIR_EL2", "SCTLR_EL2"),
+    "stage2": ("VTCR_EL2", "VTTBR_EL2", "HCR_EL2"),
+}
+
+
 def regime_registers(regime: str, cpu: int | None) -> dict:
-    """The registers that define a regime's translation, read from vCPU `cpu`."""
-    r = {}
-    if regime == "el1":
-        for name in ("TCR_EL1", "TTBR0_EL1", "TTBR1_EL1", "MAIR_EL1", "SCTLR_EL1"):
-            r[name] = t.read_register(name, cpu)
-    elif regime == "el2":
-        for name in ("TCR_EL2", "TTBR0_EL2", "MAIR_EL2", "SCTLR_EL2"):
-            r[name] = t.read_register(name, cpu)
-    else:
-        for name in ("VTCR_EL2", "VTTBR_EL2", "HCR_EL2"):
-            r[name] = t.read_register(name, cpu)
-    return r
+    """The registers that define a regime's translation (el1, el2, stage2), read from vCPU `cpu`."""
+    return {name: t.read_register(name, cpu) for name in REGIME_REGISTERS[regime]}
 
 
-def translate(va: int, cpu: int | None = None, regime: str = "el1", stage: int = 1) -> dict:
-    """Walk `va` on vCPU `cpu`. Returns the walk as a dict with the regime's description.
-
-    regime el1: TTBR0/TTBR1_EL1 by VA[55]; el2: TTBR0_EL2 (if SCTLR_EL2.M); stage 2: VTTBR_EL2.
-    """
-    regs = regime_registers("s2" if stage == 2 else regime, cpu)
+def regime_for(va: int, cpu: int | None = None, regime: str = "el1", stage: int = 1) -> Regime:
+    """The regime that translates `va` on vCPU `cpu`: el1 picks TTBR0/TTBR1_EL1 by VA[55]; el2 uses
+    TTBR0_EL2 if SCTLR_EL2.M; stage 2 VTTBR_EL2. RkvmError when `va` is outside its input range."""
     if stage == 2:
-        note = None
-        if not regfields.stage2_enabled(regs["HCR_EL2"]):
-            note = "stage 2 is off (HCR_EL2.VM = 0): IPA = PA"
-            if not regs["VTTBR_EL2"]:
-                return {"va": va, "pa": va, "regime": "stage 2", "note": note + "; VTTBR_EL2 is not set",
-                        "steps": [], "fault": None}
-        geo = _geometry(lambda: pt.stage2_geometry(regs["VTCR_EL2"]))
-        base, ia, table_reg, mair = regs["VTTBR_EL2"], va & ((1 << geo.ia_bits) - 1), "VTTBR_EL2", None
-        if va >> geo.ia_bits:
-            raise RkvmError(f"IPA {va:#x} is larger than the {geo.ia_bits}-bit IPA space (VTCR_EL2.T0SZ)")
-    elif regime == "el2":
-        if not regfields.mmu_enabled(regs["SCTLR_EL2"]):
-            note = "EL2 MMU off (SCTLR_EL2.M = 0): EL2 addresses are physical, there are no tables to walk"
-            if va >> MAX_PA_BITS:
-                return {"va": va, "pa": None, "regime": "EL2", "note": note, "steps": [],
-                        "fault": f"{va:#x} is no address at EL2: as a physical address it is beyond any "
-                                 f"({MAX_PA_BITS} bits at most); a kernel VA is walked with --regime el1"}
-            return {"va": va, "pa": va, "regime": "EL2", "note": note + ", VA = PA", "steps": [], "fault": None}
-        geo = _geometry(lambda: pt.stage1_geometry(regs["TCR_EL2"], upper=False, el2_regime=True))
-        base, ia, table_reg, mair, note = regs["TTBR0_EL2"], va, "TTBR0_EL2", regs["MAIR_EL2"], None
-        if va >> geo.ia_bits:
-            raise RkvmError(f"{va:#x} is outside the EL2 regime's {geo.ia_bits}-bit range (TCR_EL2.T0SZ)")
-    else:
-        if not regfields.mmu_enabled(regs["SCTLR_EL1"]):
-            return {"va": va, "pa": va, "regime": "EL1&0", "note": "EL1 MMU off (SCTLR_EL1.M = 0): VA = PA",
-                    "steps": [], "fault": None}
-        try:
-            upper, ia = pt.select_ttbr(va, regs["TCR_EL1"])
-        except pt.WalkError as e:
-            raise RkvmError(str(e)) from None
-        geo = _geometry(lambda: pt.stage1_geometry(regs["TCR_EL1"], upper))
-        table_reg = "TTBR1_EL1" if upper else "TTBR0_EL1"
-        base, mair, note = regs[table_reg], regs["MAIR_EL1"], None
+        return _stage2_regime(va, regime_registers("stage2", cpu))
+    if regime == "el2":
+        return _el2_regime(va, regime_registers("el2", cpu))
+    return _el1_regime(va, regime_registers("el1", cpu))
+
+
+def _stage2_regime(ipa: int, regs: dict) -> Regime:
+    on = regfields.stage2_enabled(regs["HCR_EL2"])
+    why = None if on else "stage 2 is off (HCR_EL2.VM = 0): IPA = PA"
+    if not on and not regs["VTTBR_EL2"]:
+        return Regime("stage2", 2, regs, mmu_on=False, disabled=why + "; VTTBR_EL2 is not set")
+    geo = _geometry(lambda: pt.stage2_geometry(regs["VTCR_EL2"]))
+    if ipa >> geo.ia_bits:
+        raise RkvmError(f"IPA {ipa:#x} is larger than the {geo.ia_bits}-bit IPA space (VTCR_EL2.T0SZ)")
+    # stage 2 off but a table set: walk it anyway (what the hypervisor prepared), saying it is off
+    return Regime("stage2", 2, regs, mmu_on=on, table_register="VTTBR_EL2", geometry=geo, disabled=None)
+
+
+def _el2_regime(va: int, regs: dict) -> Regime:
+    if not regfields.mmu_enabled(regs["SCTLR_EL2"]):
+        return Regime("el2", 1, regs, mmu_on=False, mair=regs["MAIR_EL2"],
+                      disabled="EL2 MMU off (SCTLR_EL2.M = 0): EL2 addresses are physical, there are no tables "
+                               "to walk")
+    geo = _geometry(lambda: pt.stage1_geometry(regs["TCR_EL2"], upper=False, el2_regime=True))
+    if va >> geo.ia_bits:
+        raise RkvmError(f"{va:#x} is outside the EL2 regime's {geo.ia_bits}-bit range (TCR_EL2.T0SZ)")
+    return Regime("el2", 1, regs, table_register="TTBR0_EL2", geometry=geo, mair=regs["MAIR_EL2"])
+
+
+def _el1_regime(va: int, regs: dict) -> Regime:
+    if not regfields.mmu_enabled(regs["SCTLR_EL1"]):
+        return Regime("el1", 1, regs, mmu_on=False, mair=regs["MAIR_EL1"],
+                      disabled="EL1 MMU off (SCTLR_EL1.M = 0)")
+    try:
+        upper, _ = pt.select_ttbr(va, regs["TCR_EL1"])
+    except pt.WalkError as e:
+        raise RkvmError(str(e)) from None
+    geo = _geometry(lambda: pt.stage1_geometry(regs["TCR_EL1"], upper))
+    return Regime("el1", 1, regs, table_register="TTBR1_EL1" if upper else "TTBR0_EL1", geometry=geo,
+                  mair=regs["MAIR_EL1"])
+
+
+def translate(va: int, cpu: int | None = None, regime: str = "el1", stage: int = 1) -> Translation:
+    """Walk `va` on vCPU `cpu` in the regime regime_for() picks: a Translation record."""
+    return translate_in(va, regime_for(va, cpu, regime, stage))
+
+
+def translate_in(va: int, regime: Regime) -> Translation:
+    """`va` through `regime`'s tables (read physically), or VA = PA when the regime does not walk."""
+    if regime.table_register is None:
+        return _untranslated(va, regime)
+    geo = regime.geometry
+    ia = va & ((1 << geo.ia_bits) - 1) if regime.stage == 2 else va
+    if regime.name == "el1":
+        ia = pt.select_ttbr(va, regime.registers["TCR_EL1"])[1]
     with table_reader(geo.granule) as reader:
-        w = pt.walk(ia, base, geo, reader, stage, mair)
-    out = w.to_dict()
-    if w.ok:
-        out["pa"] = w.pa
-    out.update(va=va, table_register=table_reg, table_base=pt.table_base(base, geo),
-               regime="stage 2" if stage == 2 else ("EL2" if regime == "el2" else "EL1&0"), note=note)
-    return out
+        w = pt.walk(ia, regime.registers[regime.table_register], geo, reader, regime.stage, regime.mair)
+    note = None if regime.mmu_on else "stage 2 is off (HCR_EL2.VM = 0): IPA = PA"
+    return Translation(va, regime, w, w.pa if w.ok else None, note, w.fault)
+
+
+def _untranslated(va: int, regime: Regime) -> Translation:
+    if regime.name == "el2" and va >> MAX_PA_BITS:
+        return Translation(va, regime, None, None, regime.disabled,
+                           f"{va:#x} is no address at EL2: as a physical address it is beyond any "
+                           f"({MAX_PA_BITS} bits at most); a kernel VA is walked with --regime el1")
+    note = regime.disabled + (", VA = PA" if regime.name == "el2" else
+                              ": VA = PA" if regime.name == "el1" else "")
+    return Translation(va, regime, None, va, note)
 
 
 MAX_PA_BITS = 52   # the largest physical address size AArch64 defines (ID_AA64MMFR0_EL1.PARange 0b0110)

@@ -49,7 +49,7 @@ def module_page_of(pa: int, budget: int = MAX_MODULE_SEARCH) -> tuple[tuple[str,
                     w = translation.translate((base + off) & t.MASK64)
                 except RkvmError:
                     continue
-                if not w["fault"] and w["pa"] & ~0xFFF == page:
+                if w.ok and w.pa & ~0xFFF == page:
                     return (name, label, off), notes
     return None, notes
 

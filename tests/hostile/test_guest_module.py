@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 from .fakegdb import Value, char_array, pointer
+from gdb_rkvm.model.translation import Regime, Translation
 
 NAME_AT, STRINGS_AT = 0x1000, 0x2000
 INJECTED = ".text.x 0x1\nshell touch /tmp/pwned;"
@@ -116,10 +117,14 @@ def test_module_claiming_4_gib_is_not_walked_page_by_page(fake_gdb, monkeypatch)
     monkeypatch.setattr(module_symbols, "loaded_modules", lambda: [mod])
     walks = []
     monkeypatch.setattr(vbar_watch.translation, "translate", lambda va, *a, **k: walks.append(va) or
-                        {"fault": None, "pa": 0x4000_0000})
+                        _translation(va, 0x4000_0000))
     found, notes = vbar_watch.module_page_of(0x4123_4000)
     assert found is None and walks == []
     assert notes == ["module rkvm .text: 0x100000000 bytes not searched (larger than 0x4000000)"]
+
+
+def _translation(va, pa, fault=None):
+    return Translation(va, Regime("el1", 1), None, pa, fault=fault)
 
 
 def test_module_search_has_a_total_budget(fake_gdb, monkeypatch):
@@ -129,7 +134,7 @@ def test_module_search_has_a_total_budget(fake_gdb, monkeypatch):
     monkeypatch.setattr(module_symbols, "loaded_modules", lambda: mods)
     walks = []
     monkeypatch.setattr(vbar_watch.translation, "translate", lambda va, *a, **k: walks.append(va) or
-                        {"fault": "translation fault", "pa": None})
+                        _translation(va, None, "translation fault"))
     found, notes = vbar_watch.module_page_of(0x4123_4000)
     assert len(walks) == vbar_watch.MAX_MODULE_SEARCH // 4096
     assert len(notes) == 3 and all("search budget spent" in n for n in notes)

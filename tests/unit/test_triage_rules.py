@@ -4,30 +4,43 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gdb_rkvm.host.triage import report, rules
+from gdb_rkvm.model.records import parse, to_json
+from gdb_rkvm.model.snapshot import (CpuState, CpuSummary, ElPicture, Register, Snapshot, StubCpuRecord, StubState,
+                                     VbarOrigin)
 
 STUB = 0x40A60000
 HYP = 0x4046E000
 
 
 def cpu(n, el=1, pc=0xFFFF800080010000, vbar=STUB, kind="rkvm-stub", sp_el2=0x40A61400, sym=None, esr=0x5A00004B):
-    return {"cpu": n, "summary": {"cpu": n, "el": el, "mode": f"EL{el}h", "pc": pc, "pc_symbol": sym,
-                                  "vbar_el2": vbar, "vbar_el2_kind": kind, "vbar_el2_points_at": kind,
-                                  "vbar_el2_symbol": None, "sp_el2": sp_el2},
-            "el": {"registers": {"ESR_EL2": {"value": esr}, "ELR_EL2": {"value": pc}, "FAR_EL2": {"value": 0}}},
-            "backtrace": [f"{pc:#x} <somewhere>"]}
+    """One CPU of a snapshot, built as model/snapshot records and returned as its JSON (tests edit it)."""
+    summary = CpuSummary(cpu=n, el=el, mode=f"EL{el}h", pc=pc, pc_symbol=sym, vbar_el2=vbar, vbar_el2_kind=kind,
+                         vbar_el2_points_at=kind, vbar_el2_symbol=None, sp_el2=sp_el2)
+    regs = {"ESR_EL2": Register(esr), "ELR_EL2": Register(pc), "FAR_EL2": Register(0)}
+    picture = ElPicture(cpu=n, el=el, mode=f"EL{el}h", cpsr=0x3C5 if el == 1 else 0x3C9, pc=pc, pc_symbol=sym,
+                        registers=regs, hcr_el2_set=None, el2_mmu_on=False, vbar_el2_points_at=kind)
+    return to_json(CpuState(n, summary, picture, [f"{pc:#x} <somewhere>"]))
 
 
 def snap(cpus, origins=None, stub_records=None, uses_stack=True, park=None):
+    """A snapshot's JSON from the Snapshot record (rules.diagnose() reads it back, type-checked)."""
     vbars = {str(c["cpu"]): c["summary"]["vbar_el2"] for c in cpus}
-    return {"cpus": cpus, "vbar_el2": vbars, "vbar_origins": origins or {}, "hyp_stub_pa": HYP,
-            "rkvm_stub_pas": [STUB], "ram": [[0x40000000, 0xC0000000]],
-            "stub": None if stub_records is None else {"pa": STUB, "records": stub_records},
-            "el2_code_uses_stack": {f"{v:#x}": uses_stack for v in set(vbars.values())}, "module": None,
-            "rkvm_stub_park": park, "problems": [], "partial": False}
+    stub = None if stub_records is None else StubState(STUB, parse(dict[str, StubCpuRecord | None], stub_records))
+    return to_json(Snapshot(
+        cpus=[Snapshot.from_json({**EMPTY, "cpus": [c]}).cpus[0] for c in cpus], vbar_el2=vbars,
+        vbar_origins={k: VbarOrigin(**v) for k, v in (origins or {}).items()}, hyp_stub_pa=HYP,
+        rkvm_stub_pas=[STUB], ram=[[0x40000000, 0xC0000000]], stub=stub,
+        el2_code_uses_stack={f"{v:#x}": uses_stack for v in set(vbars.values())}, module=None, rkvm_stub_park=park,
+        problems=[], partial=False))
+
+
+EMPTY = {"cpus": [], "vbar_el2": {}, "vbar_origins": {}, "hyp_stub_pa": None, "rkvm_stub_pas": [], "ram": [],
+         "stub": None, "el2_code_uses_stack": {}, "module": None, "rkvm_stub_park": None, "problems": [],
+         "partial": False}
 
 
 def records(stack_top=0x40A61400):
-    return {str(n): {"hvc_count": 2, "ping_count": 0, "stack_top": stack_top, "fault": None} for n in (0, 1)}
+    return {str(n): to_json(StubCpuRecord(hvc_count=2, ping_count=0, stack_top=stack_top, fault=None)) for n in (0, 1)}
 
 
 def codes(findings):
@@ -111,8 +124,8 @@ def test_nostack_push_fault_connects_the_dots():
     assert any(e.startswith("CPU 0: SP_EL2 = 0x40739000: left over from early boot") for e in unset.evidence)
     assert any(e.startswith("CPU 1: SP_EL2 = 0x0: a push wraps below 0") for e in unset.evidence)
     # the same fault without a store through sp is not blamed on the stack
-    c1["el"]["registers"]["ELR_EL2"]["insn"] = "ldr x0, [x1]"
-    assert "store through sp" not in "\n".join(rules.el2_parked(s, {})[0].evidence)
+    s["cpus"][1]["el"]["registers"]["ELR_EL2"]["insn"] = "ldr x0, [x1]"
+    assert "store through sp" not in "\n".join(rules.el2_parked(Snapshot.from_json(s), {})[0].evidence)
 
 
 def test_report_header_says_the_count_once():

@@ -3,13 +3,16 @@
 import json
 from pathlib import Path
 
+from gdb_rkvm.model import records
 from gdb_rkvm.model.guest_text import md_code_block, md_inline_code, md_text
 from gdb_rkvm.paths import write_atomic
 
 SCHEMA_VERSION = 1
 
 
-def build(status: str, reason: str, findings: list, snap: dict | None, ctx: dict, run: dict) -> dict:
+def build(status: str, reason: str, findings: list, snap, ctx: dict, run: dict) -> dict:
+    """The report; `snap` is a model/snapshot.Snapshot (or its JSON, or None when there is none)."""
+    snap = records.to_json(snap)
     return {"schema": SCHEMA_VERSION, "status": status, "reason": reason,
             "findings": [f.to_dict() for f in findings], "snapshot": snap, "partial": bool(snap is None or
                                                                                            snap.get("partial")),

@@ -1,9 +1,11 @@
-"""Diagnosis rules: pure functions from a snapshot (rkvm snapshot --json) and what the run saw, to
+"""Diagnosis rules: pure functions from a snapshot (model/snapshot.Snapshot, read from `rkvm snapshot
+--json`) and what the run saw, to
 findings with a stable code, a severity, the CPUs, evidence and a plain explanation."""
 
 from dataclasses import asdict, dataclass, field
 
 from gdb_rkvm.arch import esr, smccc, vectors
+from gdb_rkvm.model.snapshot import CpuState, Snapshot, StubFault
 
 MASK64 = (1 << 64) - 1
 
@@ -21,56 +23,48 @@ class Finding:
         return asdict(self)
 
 
-def _cpu(snap: dict, n: int) -> dict:
-    return next(c for c in snap["cpus"] if c["cpu"] == n)
-
-
-def _vbars(snap: dict) -> dict[int, int]:
-    return {int(k): v for k, v in snap["vbar_el2"].items()}
-
-
-def kernel_panic(snap: dict, ctx: dict) -> list[Finding]:
+def kernel_panic(snap: Snapshot, ctx: dict) -> list[Finding]:
     p = ctx.get("panic")
     if not p:
         return []
     trace = []
     if p.get("cpu") is not None:
-        cpu = next((c for c in snap["cpus"] if c["cpu"] == p["cpu"]), {})
-        trace = [f"CPU {p['cpu']}: {frame}" for frame in cpu.get("backtrace", [])[:8]]
+        cpu = snap.cpu(p["cpu"])
+        trace = [f"CPU {p['cpu']}: {frame}" for frame in ((cpu.backtrace if cpu else None) or [])[:8]]
     return [Finding("kernel-panic", "error", [p["cpu"]] if p.get("cpu") is not None else [],
                     f"kernel panic: {p['message']}", [f"stopped in {p['function']}()"] + trace,
                     "The kernel gave up: everything after this line of the log is the panic path. The "
                     "backtrace of the CPU that panicked shows who called it.")]
 
 
-def vbar_not_ram(snap: dict, ctx: dict) -> list[Finding]:
-    cpus = [c["cpu"] for c in snap["cpus"] if c.get("summary", {}).get("vbar_el2_kind") == "not-ram"]
+def vbar_not_ram(snap: Snapshot, ctx: dict) -> list[Finding]:
+    cpus = [c.cpu for c in snap.cpus if c.summary and c.summary.vbar_el2_kind == "not-ram"]
     if not cpus:
         return []
-    v = {_vbars(snap)[n] for n in cpus}
-    ram = ", ".join(f"{s:#x}-{e:#x}" for s, e in snap.get("ram", []))
+    v = {snap.vbars()[n] for n in cpus}
+    ram = ", ".join(f"{s:#x}-{e:#x}" for s, e in snap.ram)
     return [Finding("vbar-el2-not-ram", "error", cpus,
                     f"VBAR_EL2 points outside RAM ({', '.join(f'{x:#x}' for x in sorted(v))})",
-                    [f"CPU {n}: VBAR_EL2 = {_vbars(snap)[n]:#x}" for n in cpus] + [f"RAM: {ram}"],
+                    [f"CPU {n}: VBAR_EL2 = {snap.vbars()[n]:#x}" for n in cpus] + [f"RAM: {ram}"],
                     "EL2 runs with its MMU off, so VBAR_EL2 must be the physical address of a vector table in "
                     "RAM. Here there is nothing to fetch: the next exception to EL2 on these CPUs (an HVC, "
                     "anything) faults again at the same vectors and the CPU never comes back.")]
 
 
-def vbar_from_virt_to_phys(snap: dict, ctx: dict) -> list[Finding]:
+def vbar_from_virt_to_phys(snap: Snapshot, ctx: dict) -> list[Finding]:
     out = []
-    for vbar_hex, origin in snap.get("vbar_origins", {}).items():
+    for vbar_hex, origin in snap.vbar_origins.items():
         if not origin:
             continue
         vbar = int(vbar_hex, 16)
-        cpus = [n for n, v in _vbars(snap).items() if v == vbar]
-        sym = f" <{origin['symbol']}>" if origin.get("symbol") else ""
-        real = f"{origin['real_pa']:#x}" if origin.get("real_pa") is not None else "unmapped"
+        cpus = [n for n, v in snap.vbars().items() if v == vbar]
+        sym = f" <{origin.symbol}>" if origin.symbol else ""
+        real = f"{origin.real_pa:#x}" if origin.real_pa is not None else "unmapped"
         out.append(Finding(
             "vbar-el2-from-virt-to-phys", "error", cpus,
-            f"VBAR_EL2 = {vbar:#x} is virt_to_phys() of a {origin['region']} address",
-            [f"virt_to_phys({origin['va']:#x}{sym}) = {vbar:#x} (the kernel's formula: VA - kimage_voffset)",
-             f"the page-table walk of {origin['va']:#x} gives PA {real}"],
+            f"VBAR_EL2 = {vbar:#x} is virt_to_phys() of a {origin.region} address",
+            [f"virt_to_phys({origin.va:#x}{sym}) = {vbar:#x} (the kernel's formula: VA - kimage_voffset)",
+             f"the page-table walk of {origin.va:#x} gives PA {real}"],
             "virt_to_phys() is arithmetic that is only right for the kernel's linear map. Module code and "
             "vmalloc memory are mapped page by page from anywhere in RAM, so the formula gives a wrong "
             "address (often not RAM at all). Copy the vectors to memory from alloc_pages() or "
@@ -78,8 +72,8 @@ def vbar_from_virt_to_phys(snap: dict, ctx: dict) -> list[Finding]:
     return out
 
 
-def vbar_mismatch(snap: dict, ctx: dict) -> list[Finding]:
-    vbars = {n: v for n, v in _vbars(snap).items() if v}
+def vbar_mismatch(snap: Snapshot, ctx: dict) -> list[Finding]:
+    vbars = {n: v for n, v in snap.vbars().items() if v}
     if len(set(vbars.values())) <= 1:
         return []
     groups = {}
@@ -92,15 +86,15 @@ def vbar_mismatch(snap: dict, ctx: dict) -> list[Finding]:
                     "on_each_cpu() (and handle CPU hotplug), or an HVC on the other CPUs reaches old vectors.")]
 
 
-def el2_code_relocated(snap: dict, ctx: dict) -> list[Finding]:
+def el2_code_relocated(snap: Snapshot, ctx: dict) -> list[Finding]:
     """The code at VBAR_EL2 holds kernel VAs where its ELF has absolute relocations."""
     out = []
-    for vbar_hex, chk in (snap.get("el2_copy") or {}).items():
+    for vbar_hex, chk in snap.el2_copy.items():
         rel = [d for d in (chk or {}).get("diffs", []) if d["cause"] == "relocated"]
         if not rel:
             continue
         vbar = int(vbar_hex, 16)
-        cpus = sorted(n for n, v in _vbars(snap).items() if v == vbar)
+        cpus = sorted(n for n, v in snap.vbars().items() if v == vbar)
         ev = [f"{chk['elf']} at PA {chk['base']:#x}: {chk['verdict']}"]
         ev += [f"+{d['offset']:#x} {d['location']}: {d['memory']:#x} where the ELF has {d['elf']:#x}"
                + (f" (an absolute address of {d['target']})" if d.get("target") else "") for d in rel[:8]]
@@ -121,22 +115,19 @@ def el2_code_relocated(snap: dict, ctx: dict) -> list[Finding]:
 _ABORT_AT_EL2 = {0x21: "fetching an instruction from", 0x25: "accessing data at"}
 
 
-def el2_fault_at_kernel_va(snap: dict, ctx: dict) -> list[Finding]:
+def el2_fault_at_kernel_va(snap: Snapshot, ctx: dict) -> list[Finding]:
     """A CPU took an abort at EL2 on a kernel VA (its stub fault record, or its live ESR_EL2/ELR/FAR)."""
     from gdb_rkvm.model.el2lint.compare import is_kernel_va
-    records = (snap.get("stub") or {}).get("records", {})
-    symbols = snap.get("kernel_va_symbols", {})
+    symbols = snap.kernel_va_symbols
     groups: dict = {}
-    for c in snap["cpus"]:
-        n, s = c["cpu"], c.get("summary", {})
+    for c in snap.cpus:
+        n = c.cpu
         seen = []
-        rec = (records.get(str(n)) or records.get(n) or {}).get("fault")
+        rec = _fault_record(snap, n)
         if rec:
-            seen.append(("the stub's fault record", rec["esr"], rec["elr"], rec["far"]))
-        regs = c.get("el", {}).get("registers", {})
-        if s.get("el") == 2 and regs.get("ESR_EL2", {}).get("value") is not None:
-            seen.append(("ESR_EL2", regs["ESR_EL2"]["value"], regs.get("ELR_EL2", {}).get("value"),
-                         regs.get("FAR_EL2", {}).get("value")))
+            seen.append(("the stub's fault record", rec.esr, rec.elr, rec.far))
+        if c.summary and c.summary.el == 2 and c.register("ESR_EL2") is not None:
+            seen.append(("ESR_EL2", c.register("ESR_EL2"), c.register("ELR_EL2"), c.register("FAR_EL2")))
         for source, esr_v, elr, far in seen:
             ec = esr.exception_class(esr_v)
             if ec not in _ABORT_AT_EL2:
@@ -186,30 +177,34 @@ def _merge(code: str, severity: str, per_cpu: list[tuple[int, list[str]]], summa
     return Finding(code, severity, cpus, summary(f"CPU {text}", len(cpus) > 1), evidence, explanation)
 
 
-def _stack_push_fault(c: dict, rec: dict | None) -> list[str] | None:
+def _fault_record(snap: Snapshot, cpu: int) -> StubFault | None:
+    rec = snap.stub_record(cpu)
+    return rec.fault if rec else None
+
+
+def _stack_push_fault(c: CpuState, rec: StubFault | None) -> list[str] | None:
     """Evidence that an EL2 exception was a push on an SP_EL2 that was never set: a data abort taken
     at EL2 itself (ESR_ELx.EC 0x25, vector +0x200), by an instruction that stores through sp, at
     FAR_EL2 just below SP_EL2. None when the dots do not connect."""
-    regs = c.get("el", {}).get("registers", {})
-    rec = rec or {}
-    esr_v = rec.get("esr", regs.get("ESR_EL2", {}).get("value"))
-    far = rec.get("far", regs.get("FAR_EL2", {}).get("value"))
-    elr = rec.get("elr", regs.get("ELR_EL2", {}).get("value"))
-    sp = c.get("summary", {}).get("sp_el2")
+    esr_v = rec.esr if rec else c.register("ESR_EL2")
+    far = rec.far if rec else c.register("FAR_EL2")
+    elr = rec.elr if rec else c.register("ELR_EL2")
+    sp = c.summary.sp_el2 if c.summary else None
     if None in (esr_v, far, elr, sp) or esr.exception_class(esr_v) != esr.EC_DABT_CUR:
         return None
     below = (sp - far) & MASK64
     if not 0 < below <= 0x1000:
         return None
-    elr_reg = regs.get("ELR_EL2", {})
-    insn = elr_reg.get("insn") if elr_reg.get("value") == elr else None
+    elr_reg = c.el.registers.get("ELR_EL2") if c.el else None
+    same = elr_reg is not None and elr_reg.value == elr
+    insn = elr_reg.insn if same else None
     if insn is not None and "[sp" not in insn:
         return None
-    sym = f" <{elr_reg['symbol']}>" if elr_reg.get("value") == elr and elr_reg.get("symbol") else ""
+    sym = f" <{elr_reg.symbol}>" if same and elr_reg.symbol else ""
     ev = [f"ELR_EL2 {elr:#x}{sym}: `{insn}`, a store through sp" if insn else f"ELR_EL2 {elr:#x}{sym}",
           f"FAR_EL2 {far:#x} = SP_EL2 ({sp:#x}) - {below:#x}: the address the push wrote"
           + (", wrapped below 0 to no physical address (EL2's MMU is off)" if sp < below else "")]
-    if rec.get("vector") == vectors.CURRENT_SPX_SYNC:
+    if rec and rec.vector == vectors.CURRENT_SPX_SYNC:
         ev.append("vector +0x200 (Current EL with SPx, Synchronous): the fault was taken at EL2 itself, "
                   "by EL2 code running on SP_EL2")
     return ev
@@ -220,33 +215,31 @@ SP_EL2_FROM_EL2 = ("SP_EL2 can only be set by code running at EL2 (`mov sp, xN` 
                    "RKVM_HVC_SET_STACK, on every CPU before any HVC whose handler uses the stack.")
 
 
-def el2_parked(snap: dict, ctx: dict) -> list[Finding]:
-    park = snap.get("rkvm_stub_park")
+def el2_parked(snap: Snapshot, ctx: dict) -> list[Finding]:
+    park = snap.rkvm_stub_park
     stuck = ctx.get("el2_stuck", {})
-    records = (snap.get("stub") or {}).get("records", {})
     groups: dict[str, list[tuple[int, list[str]]]] = {}
     pushes = False
-    for c in snap["cpus"]:
-        s, n = c.get("summary", {}), c["cpu"]
-        if s.get("el") != 2:
+    for c in snap.cpus:
+        s, n = c.summary, c.cpu
+        if s is None or s.el != 2:
             continue
-        parked = s.get("pc_symbol") == "rkvm_stub_park" or (park is not None and s["pc"] == park)
-        looping = str(n) in stuck or n in stuck or vectors.contains(s.get("vbar_el2") or 0, s["pc"])
+        parked = s.pc_symbol == "rkvm_stub_park" or (park is not None and s.pc == park)
+        looping = str(n) in stuck or n in stuck or vectors.contains(s.vbar_el2 or 0, s.pc)
         if not (parked or looping):
             continue
-        regs = c.get("el", {}).get("registers", {})
-        esr_v = regs.get("ESR_EL2", {}).get("value")
-        ev = [f"PC {s['pc']:#x}" + (f" <{s['pc_symbol']}>" if s.get("pc_symbol") else "") + " at EL2"]
+        esr_v = c.register("ESR_EL2")
+        ev = [f"PC {s.pc:#x}" + (f" <{s.pc_symbol}>" if s.pc_symbol else "") + " at EL2"]
         if esr_v is not None:
             ev.append(f"ESR_EL2 {esr_v:#x}: {esr.decode(esr_v).summary}")
-        rec = (records.get(str(n)) or records.get(n) or {}).get("fault")
+        rec = _fault_record(snap, n)
         push = _stack_push_fault(c, rec)
         for name in ("ELR_EL2", "FAR_EL2"):
-            if regs.get(name, {}).get("value") is not None and not push:
-                ev.append(f"{name} {regs[name]['value']:#x}")
+            if c.register(name) is not None and not push:
+                ev.append(f"{name} {c.register(name):#x}")
         if rec:
-            ev.append(f"stub fault record: ESR {rec['esr']:#x} ({esr.decode(rec['esr']).summary}), "
-                      f"ELR {rec['elr']:#x}, vector +{rec['vector']:#x}, {rec['count']} fault(s)")
+            ev.append(f"stub fault record: ESR {rec.esr:#x} ({esr.decode(rec.esr).summary}), "
+                      f"ELR {rec.elr:#x}, vector +{rec.vector:#x}, {rec.count} fault(s)")
         if push:
             ev += push
             pushes = True
@@ -264,16 +257,15 @@ def el2_parked(snap: dict, ctx: dict) -> list[Finding]:
             for how, per_cpu in groups.items()]
 
 
-def el2_stack_unset(snap: dict, ctx: dict) -> list[Finding]:
-    records = (snap.get("stub") or {}).get("records", {})
-    stub_pas = set(snap.get("rkvm_stub_pas", []))
+def el2_stack_unset(snap: Snapshot, ctx: dict) -> list[Finding]:
+    stub_pas = set(snap.rkvm_stub_pas)
     per_cpu, any_uses = [], False
-    for c in snap["cpus"]:
-        s, n = c.get("summary", {}), c["cpu"]
-        vbar, sp = s.get("vbar_el2"), s.get("sp_el2")
-        uses = snap.get("el2_code_uses_stack", {}).get(f"{vbar:#x}") if vbar else None
-        rec = records.get(str(n)) or records.get(n)
-        never_set = vbar in stub_pas and rec is not None and rec["stack_top"] == 0
+    for c in snap.cpus:
+        n = c.cpu
+        vbar, sp = (c.summary.vbar_el2, c.summary.sp_el2) if c.summary else (None, None)
+        uses = snap.el2_code_uses_stack.get(f"{vbar:#x}") if vbar else None
+        rec = snap.stub_record(n)
+        never_set = vbar in stub_pas and rec is not None and rec.stack_top == 0
         if never_set or (sp == 0 and uses):
             any_uses = any_uses or bool(uses)
             if sp is None:
@@ -297,7 +289,7 @@ def el2_stack_unset(snap: dict, ctx: dict) -> list[Finding]:
                    + SP_EL2_FROM_EL2)]
 
 
-def cpu_stuck(snap: dict, ctx: dict) -> list[Finding]:
+def cpu_stuck(snap: Snapshot, ctx: dict) -> list[Finding]:
     stuck = ctx.get("el1_stuck", [])
     return [Finding("cpu-stuck", "warning", [n], f"CPU {n}'s PC did not move between samples",
                     [f"PC {pc:#x}" for pc in [ctx.get("el1_stuck_pc", {}).get(str(n))] if pc is not None],
@@ -305,7 +297,7 @@ def cpu_stuck(snap: dict, ctx: dict) -> list[Finding]:
             for n in stuck]
 
 
-def console_silent(snap: dict, ctx: dict) -> list[Finding]:
+def console_silent(snap: Snapshot, ctx: dict) -> list[Finding]:
     s = ctx.get("console_silent")
     if not s:
         return []
@@ -314,11 +306,11 @@ def console_silent(snap: dict, ctx: dict) -> list[Finding]:
                     "The guest stopped printing: a hang, or it is simply idle waiting for input.")]
 
 
-def psci_unhandled(snap: dict, ctx: dict) -> list[Finding]:
+def psci_unhandled(snap: Snapshot, ctx: dict) -> list[Finding]:
     """PSCI calls made by HVC that reached EL2 vectors which do not implement PSCI (the kernel's hyp-stub,
     the rkvm stub: both answer HVC_STUB_ERR), or came back with something PSCI never returns; else, with the
     HVC conduit, CPUs whose VBAR_EL2 would take the next one there."""
-    p = snap.get("psci") or {}
+    p = snap.psci or {}
     bad = [c for c in p.get("calls", []) if c.get("conduit") == "hvc" and c.get("psci") and
            (c.get("vbar_kind") in ("hyp-stub", "rkvm-stub") or
             (c.get("result") is not None and not smccc.is_psci_result(c["result"])))]
@@ -356,7 +348,10 @@ RULES = [kernel_panic, vbar_from_virt_to_phys, vbar_not_ram, vbar_mismatch, el2_
          el2_fault_at_kernel_va, el2_parked, el2_stack_unset, cpu_stuck, console_silent, psci_unhandled]
 
 
-def diagnose(snap: dict, ctx: dict) -> list[Finding]:
-    """Every rule's findings, errors first, in rule order."""
+def diagnose(snap: Snapshot | dict, ctx: dict) -> list[Finding]:
+    """Every rule's findings, errors first, in rule order. A dict (rkvm snapshot --json, parsed) is
+    read into a Snapshot first: a field of the wrong type or name is one RkvmError, not a KeyError."""
+    if not isinstance(snap, Snapshot):
+        snap = Snapshot.from_json(snap)
     findings = [f for rule in RULES for f in rule(snap, ctx)]
     return sorted(findings, key=lambda f: f.severity != "error")

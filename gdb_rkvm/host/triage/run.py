@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gdb_rkvm.model import guest_text, stub_abi
+from gdb_rkvm.model.snapshot import Snapshot
 
 from gdb_rkvm.qemu import profiles, qemu_process, session
 from gdb_rkvm.arch import vectors
@@ -291,7 +292,7 @@ def triage(opts: TriageOptions) -> tuple[int, dict]:
             _drive(mi, sess, opts, ctx)
         if not sess.alive():
             raise RkvmError("QEMU is gone (killed or crashed) during the run")
-        snap = mi.json("rkvm snapshot", timeout=120)
+        snap = Snapshot.from_json(mi.json("rkvm snapshot", timeout=120))
         ctx["kernel_log"], ctx["kernel_log_source"] = _kernel_log(mi, ctx["watch"])
         findings = rules.diagnose(snap, ctx)
         status = "findings" if findings else "healthy"
