@@ -115,10 +115,13 @@ def test_shell_without_a_terminal(lab_built, session_dir):
     """Piped input: each line runs, the output is plain text, and the QEMU the shell started ends with it."""
     with no_new_qemu():
         res = subprocess.run([sys.executable, "-m", "gdb_rkvm.cli", "shell"], cwd=REPO, capture_output=True,
-                             text=True, timeout=180, input="rkvm status\np 6*7\nquit\n")
+                             text=True, timeout=180,
+                             input="rkvm status\nrkvm run-to installed-all\np 6*7\nquit\n")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr
-    assert "(rkvm) rkvm status\ntarget    connected, 2 vCPUs, stopped" in res.stdout
-    assert "$1 = 42" in res.stdout
+    out = res.stdout
+    assert "(rkvm) rkvm status\nsession   lab" in out and "target    connected, 2 vCPUs, stopped" in out
+    assert "(rkvm) p 6*7\n$1 = 42\n" in out
+    assert "[guest] Booting Linux" in out          # the guest's serial output, while run-to ran
     assert "\x1b" not in res.stdout and session.current(session_dir) is None
 
 
