@@ -16,7 +16,7 @@ from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.data_structures import Point
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.key_binding import KeyBindings
-from prompt_toolkit.layout import (BufferControl, Float, FloatContainer, FormattedTextControl,
+from prompt_toolkit.layout import (BufferControl, Dimension, Float, FloatContainer, FormattedTextControl,
                                    HSplit, Layout, Window)
 from prompt_toolkit.layout.menus import CompletionsMenu
 from prompt_toolkit.layout.processors import BeforeInput
@@ -55,15 +55,16 @@ class ShellPanes:
 
     # ---- layout ----
 
-    def _pane(self, name: str) -> Window:
+    def _pane(self, name: str, weight: int) -> Window:
         buf = self.panes[name]
 
         def cursor() -> Point:
             # the window scrolls to keep this line in view: the end, or as far back as PageUp went
             return Point(0, max(0, len(buf.lines()) - 1 - self.back[name]))
 
+        # a preferred height past any screen: the panes share the rows by weight, however full they are
         return Window(FormattedTextControl(lambda: buf.text(), get_cursor_position=cursor, focusable=False),
-                      wrap_lines=True)
+                      wrap_lines=True, height=Dimension(min=3, preferred=1000, weight=weight))
 
     def _title(self, name: str, label: str) -> Window:
         def text():
@@ -75,10 +76,10 @@ class ShellPanes:
     def _layout(self) -> Layout:
         body = HSplit([
             self._title(GUEST, "guest console (serial)"),
-            self._pane(GUEST),
+            self._pane(GUEST, 2),
             self.inputs[GUEST],
             self._title(DIALOGUE, "GDB / rkvm"),
-            self._pane(DIALOGUE),
+            self._pane(DIALOGUE, 3),
             self.inputs[DIALOGUE],
             Window(FormattedTextControl(lambda: [("reverse", self.toolbar())]), height=1),
         ])

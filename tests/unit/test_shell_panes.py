@@ -2,6 +2,7 @@
 full-screen Application driven through prompt_toolkit's pipe input against a stand-in for the session
 (the same keys against the real lab: tests/e2e/test_shell_tour.py)."""
 
+import asyncio
 import threading
 import time
 from types import SimpleNamespace
@@ -192,3 +193,35 @@ def test_panes_switch_type_interrupt(tmp_path):
     assert not t.is_alive() and result["rc"] == 0
     assert shell.commands == ["continue", "rkvm status"]
     assert "rkvm status" in (tmp_path / "history").read_text()
+
+
+def render(panes, width=100, height=24) -> list[str]:
+    """The rows prompt_toolkit would draw, read from its screen buffer (no terminal)."""
+    from prompt_toolkit.application.current import set_app
+    from prompt_toolkit.layout.mouse_handlers import MouseHandlers
+    from prompt_toolkit.layout.screen import Screen, WritePosition
+
+    async def draw():
+        screen = Screen()
+        with set_app(panes.app):
+            panes.app.layout.container.write_to_screen(screen, MouseHandlers(), WritePosition(0, 0, width, height),
+                                                       "", erase_bg=False, z_index=None)
+        return ["".join(screen.data_buffer[y][x].char for x in range(width)).rstrip() for y in range(height)]
+    return asyncio.run(draw())
+
+
+def test_screen_guest_on_top_dialogue_below_toolbar_last(tmp_path):
+    log = tmp_path / "serial.log"
+    log.write_bytes(b"")
+    with create_pipe_input() as inp:
+        panes = ShellPanes(FakeShell(log), tmp_path / "history", input=inp, output=DummyOutput())
+        panes.panes[GUEST].feed("".join(f"boot line {i}\n" for i in range(40)))
+        panes.panes[GUEST].feed("evil \x1b[31mred\x1b]0;title\x07 \x07 end\n/ # ")
+        rows = render(panes)
+    assert rows[0].startswith("   guest console (serial) ---")
+    assert rows[-1] == "CPU0 EL1h 0xffff800080000000 | Ctrl-T/F2: guest console"
+    assert rows[-2] == "(rkvm)"
+    assert rows.index("guest>") < next(i for i, r in enumerate(rows) if r.startswith(">> GDB / rkvm"))
+    assert "evil red \\x07 end" in rows and "/ #" in rows and "boot line 39" in rows
+    assert "boot line 0" not in rows                                 # scrolled to the end
+    assert not any(c in row for row in rows for c in "\x1b\x07")
