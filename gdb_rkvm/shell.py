@@ -185,7 +185,6 @@ def run_lines(shell: Shell, stream, emit) -> int:
     follower = threading.Thread(target=follow_serial, args=(shell.sess.serial_log, serial, stop), daemon=True)
     follower.start()
     try:
-        shell.refresh_toolbar()
         for raw in stream:
             line = raw.strip()
             if line in ("quit", "exit", "q"):

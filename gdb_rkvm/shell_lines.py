@@ -80,9 +80,6 @@ QUIT_KEY = "c-d"
 SCROLL_KEYS = {"pageup": +1, "pagedown": -1}
 PAGE = 10
 
-ACTIONS = ("switch", "interrupt", "clear", "quit", "scroll-up", "scroll-down", None)
-
-
 def key_action(key: str, focus: str, running: bool, line_empty: bool) -> str | None:
     """What a key does in a pane: `switch` focus, `interrupt` the running guest (Ctrl-C, only while a
     command runs: never the end of the shell or its QEMU), `clear` the line being typed, `quit` (Ctrl-D

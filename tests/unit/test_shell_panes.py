@@ -225,3 +225,23 @@ def test_screen_guest_on_top_dialogue_below_toolbar_last(tmp_path):
     assert "evil red \\x07 end" in rows and "/ #" in rows and "boot line 39" in rows
     assert "boot line 0" not in rows                                 # scrolled to the end
     assert not any(c in row for row in rows for c in "\x1b\x07")
+
+
+def test_follow_serial_in_bounded_chunks_and_a_new_log(tmp_path):
+    from gdb_rkvm.shell import follow_serial
+    log = tmp_path / "serial.log"
+    log.write_bytes(b"old\n")
+    got, stop = [], threading.Event()
+    t = threading.Thread(target=follow_serial, args=(str(log), got.append, stop), kwargs={"chunk": 4, "period": 0.01})
+    t.start()
+    try:
+        with open(log, "ab") as f:
+            f.write(b"0123456789")
+        wait_for(lambda: b"".join(got) == b"0123456789")
+        assert max(len(c) for c in got) <= 4                       # never more than a chunk at a time
+        log.write_bytes(b"new\n")                                  # shorter: a new session's log
+        wait_for(lambda: b"".join(got).endswith(b"new\n"))
+    finally:
+        stop.set()
+        t.join(2)
+    assert not t.is_alive()
