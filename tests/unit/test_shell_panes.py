@@ -232,7 +232,8 @@ def test_follow_serial_in_bounded_chunks_and_a_new_log(tmp_path):
     log = tmp_path / "serial.log"
     log.write_bytes(b"old\n")
     got, stop = [], threading.Event()
-    t = threading.Thread(target=follow_serial, args=(str(log), got.append, stop), kwargs={"chunk": 4, "period": 0.01})
+    t = threading.Thread(target=follow_serial, args=(str(log), got.append, stop, 4),
+                         kwargs={"chunk": 4, "period": 0.01})
     t.start()
     try:
         with open(log, "ab") as f:
