@@ -1,25 +1,24 @@
-"""`rkvm shell`: a prompt_toolkit console on a session, every command passed to GDB over GDB/MI.
+"""`rkvm shell`: a console on a session, every command passed to GDB over GDB/MI.
 
-Completion for `rkvm` subcommands, system register names and kernel symbols; persistent history;
-a bottom toolbar with each CPU's EL and PC (refreshed after every command, one line); the guest's
-serial output printed above the prompt as it arrives (interleaved); `guest TEXT` types into the
-guest's shell.
+On a terminal (gdb_rkvm/shell_panes.py): two panes, the dialogue with GDB (completion for `rkvm`
+subcommands, register names and kernel symbols from GDB itself, persistent history, a one-line CPU
+toolbar) and the guest's serial console (its output, escaped and bounded; what is typed there goes to
+the guest). Without a terminal (piped input): each line run in turn, the guest's output prefixed [guest].
+`guest TEXT` types a line into the guest from either.
 """
 
+import os
+import sys
 import threading
-import time
 from pathlib import Path
 
-from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import Completer, Completion
-from prompt_toolkit.history import FileHistory
-from prompt_toolkit.patch_stdout import patch_stdout
 
 from gdb_rkvm.qemu import profiles, session
 from gdb_rkvm.errors import RkvmError
-from gdb_rkvm.model.guest_text import escape
 from gdb_rkvm.paths import build_dir
 from gdb_rkvm.host.mi import GdbMi
+from gdb_rkvm.host.shell_lines import LineBuffer
 
 MAX_COMPLETIONS = 100
 
@@ -67,18 +66,26 @@ def toolbar_error(message: str) -> str:
 
 
 class Shell:
-    """The console's state: GDB/MI, the toolbar text and the serial follower."""
+    """The session side of the shell, shared by both faces (the panes and the line-by-line fallback):
+    GDB/MI, the CPU toolbar text, typing into the guest's serial console."""
 
-    def __init__(self, mi: GdbMi, sess: session.Session, history: Path, input=None, output=None, emit=None):
+    def __init__(self, mi: GdbMi, sess: session.Session):
         self.mi, self.sess = mi, sess
-        self.emit = emit or (lambda text: print(text, end="", flush=True))
         self.toolbar = "CPUs: (not read yet)"
-        self.prompt = PromptSession(history=FileHistory(str(history)),
-                                    completer=RkvmCompleter(lambda text: gdb_completions(self.mi, text)),
-                                    bottom_toolbar=lambda: self.toolbar, input=input, output=output)
-        self._serial_pos = Path(sess.serial_log).stat().st_size if Path(sess.serial_log).exists() else 0
-        self._stop = threading.Event()
+        # one GDB/MI conversation at a time: a command (in a worker thread), the toolbar's read and
+        # completion (from the screen's thread) would otherwise read each other's answers
+        self.gdb_lock = threading.Lock()
+        self._console_lock = threading.Lock()
         self._console = None
+
+    def complete(self, text: str) -> list[str]:
+        """GDB's completions, or none while a command holds GDB (a `continue`)."""
+        if not self.gdb_lock.acquire(blocking=False):
+            return []
+        try:
+            return gdb_completions(self.mi, text)
+        finally:
+            self.gdb_lock.release()
 
     def refresh_toolbar(self) -> None:
         try:
@@ -89,26 +96,20 @@ class Shell:
         self.toolbar = "  ".join(f"CPU{c['cpu']} {c['mode']} {c['pc']:#x}" +
                                  (f" <{c['pc_symbol']}>" if c["pc_symbol"] else "") for c in data["cpus"])
 
-    def follow_serial(self) -> None:
-        """Print new serial output above the prompt (patch_stdout keeps the prompt intact)."""
-        while not self._stop.is_set():
+    def send_to_guest(self, text: str) -> None:
+        """Type `text` into the guest's serial console over one connection kept open (typed-ahead
+        input waits in it while the guest is stopped)."""
+        with self._console_lock:
+            if self._console is None:
+                self._console = session.SerialConsole(self.sess)
             try:
-                with open(self.sess.serial_log, "rb") as f:
-                    f.seek(self._serial_pos)
-                    data = f.read()
-            except OSError:
-                data = b""
-            if data:
-                self._serial_pos += len(data)
-                text = data.decode(errors="replace").replace("\x1b[6n", "")
-                self.emit("".join(f"[guest] {escape(line)}\n" for line in text.splitlines() if line.strip()))
-            time.sleep(0.2)
+                self._console.send(text)
+            except OSError as e:
+                raise RkvmError(f"cannot type into the guest's serial console: {e.strerror or e}") from None
 
     def type_into_guest(self, text: str) -> str:
         """`guest TEXT`: type TEXT and Enter into the guest's serial console."""
-        if self._console is None:
-            self._console = session.SerialConsole(self.sess)
-        self._console.send(text + "\n")
+        self.send_to_guest(text + "\n")
         return (f"typed into the guest: {text}\n(it runs it while the guest runs: 'continue', or a command that "
                 "resumes, such as 'rkvm step-el2')\n")
 
@@ -132,33 +133,70 @@ class Shell:
             out += f"{res.error}\n"
         return out
 
-    def loop(self) -> int:
-        follower = threading.Thread(target=self.follow_serial, daemon=True)
-        follower.start()
-        try:
-            with patch_stdout():
-                self.refresh_toolbar()
-                while True:
-                    try:
-                        line = self.prompt.prompt("(rkvm) ").strip()
-                    except KeyboardInterrupt:
-                        continue
-                    except EOFError:
-                        break
-                    if line in ("quit", "exit", "q"):
-                        break
-                    if not line:
-                        continue
-                    try:
-                        self.emit(self.execute(line))
-                        self.refresh_toolbar()
-                    except KeyboardInterrupt:   # outside a command's run (the toolbar's read): go on
-                        self.emit("(interrupted)\n")
-        finally:
-            self._stop.set()
+    def run_command(self, line: str) -> str:
+        """execute() then the toolbar's read, holding GDB for both."""
+        with self.gdb_lock:
+            out = self.execute(line)
+            self.refresh_toolbar()
+        return out
+
+    def interrupt(self) -> None:
+        """Stop the running guest (SIGINT to GDB, as Ctrl-C in GDB): the shell and QEMU stay."""
+        self.mi.interrupt()
+
+    def close(self) -> None:
+        with self._console_lock:
             if self._console is not None:
                 self._console.close()
-        return 0
+                self._console = None
+
+
+def follow_serial(path: str, sink, stop: threading.Event, start: int | None = None,
+                  chunk: int = 65536, period: float = 0.1) -> None:
+    """Feed what the guest writes to its serial log to `sink(bytes)` until `stop` is set; from byte
+    `start` (default: the log's end). Reads at most `chunk` bytes at a time (a guest flood stays bounded)."""
+    log = Path(path)
+    pos = log.stat().st_size if start is None and log.exists() else (start or 0)
+    while not stop.is_set():
+        try:
+            with open(log, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                pos = 0 if size < pos else pos   # a new log (a new session in the same directory)
+                f.seek(pos)
+                data = f.read(chunk)
+        except OSError:
+            data = b""
+        if data:
+            pos += len(data)
+            sink(data)
+            continue
+        stop.wait(period)
+
+
+def run_lines(shell: Shell, stream, emit) -> int:
+    """The shell without a terminal (piped input): each line run in turn, its output and the guest's
+    serial output (prefixed [guest], escaped) written through `emit`."""
+    guest = LineBuffer(max_lines=1)
+
+    def serial(data: bytes) -> None:
+        emit("".join(f"[guest] {line}\n" for line in guest.feed_bytes(data) if line.strip()))
+
+    stop = threading.Event()
+    follower = threading.Thread(target=follow_serial, args=(shell.sess.serial_log, serial, stop), daemon=True)
+    follower.start()
+    try:
+        for raw in stream:
+            line = raw.strip()
+            if line in ("quit", "exit", "q"):
+                break
+            if line:
+                emit(f"(rkvm) {line}\n")
+                emit(shell.run_command(line))
+    finally:
+        stop.set()
+        follower.join(timeout=2)
+        shell.close()
+    return 0
 
 
 def run_shell(args) -> int:
@@ -172,9 +210,13 @@ def run_shell(args) -> int:
         with GdbMi() as mi:
             if "attached to" not in mi.startup_output:
                 raise RkvmError("GDB did not attach: " + mi.startup_output.strip()[-200:])
+            shell = Shell(mi, sess)
+            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+                return run_lines(shell, sys.stdin, lambda text: print(text, end="", flush=True))
+            from gdb_rkvm.host.shell_panes import ShellPanes
             history = build_dir() / "shell_history"
             history.parent.mkdir(parents=True, exist_ok=True)
-            return Shell(mi, sess, history).loop()
+            return ShellPanes(shell, history).run()
     finally:
         if started is not None:
             session.stop(only=started)

@@ -201,22 +201,18 @@ def test_triage_refuses_quickly(lab_built, tmp_path):
 
 def test_shell_types_into_the_guest(lab_built, start_lab, tmp_path):
     """`guest TEXT` in rkvm shell types into the guest's shell; the next resume runs it."""
-    from prompt_toolkit.application import create_app_session
-    from prompt_toolkit.input import create_pipe_input
-    from prompt_toolkit.output import DummyOutput
+    import io
 
-    from gdb_rkvm.host.shell import Shell
+    from gdb_rkvm.host.shell import Shell, run_lines
     from gdb_rkvm.host.mi import GdbMi
 
     sess = start_lab()
     printed = []
-    with GdbMi() as mi, create_pipe_input() as inp:
-        with create_app_session(input=inp, output=DummyOutput()):
-            shell = Shell(mi, sess, tmp_path / "history", input=inp, output=DummyOutput(), emit=printed.append)
-            for line in ("rkvm run-to installed-all", "guest", "guest echo ping 0x33 > /sys/kernel/debug/rkvm/hvc",
-                         "rkvm step-el2 --timeout 60", "quit"):
-                inp.send_text(line + "\r")
-            assert shell.loop() == 0
+    lines = ("rkvm run-to installed-all", "guest", "guest echo ping 0x33 > /sys/kernel/debug/rkvm/hvc",
+             "rkvm step-el2 --timeout 60", "quit")
+    with GdbMi() as mi:
+        shell = Shell(mi, sess)
+        assert run_lines(shell, io.StringIO("\n".join(lines) + "\n"), printed.append) == 0
     out = "".join(printed)
     assert "usage: guest TEXT" in out
     assert "typed into the guest: echo ping 0x33 > /sys/kernel/debug/rkvm/hvc" in out
