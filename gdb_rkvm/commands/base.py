@@ -180,4 +180,13 @@ class RkvmCommand(gdb.Command):
 def _json_default(value):
     if isinstance(value, gdb.Value):
         return int(value)
+    if hasattr(value, "to_dict"):  # typed records (live/trap.Trap) keep their published JSON shape
+        return value.to_dict()
     return str(value)
+
+
+def check_mapped(r: dict) -> int:
+    """The PA of a walk, or a one-line error naming the faulting level and descriptor."""
+    if r["fault"]:
+        raise RkvmError(f"VA {r['va']:#x} is not mapped: {r['fault']}")
+    return r["pa"]

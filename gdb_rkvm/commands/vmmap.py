@@ -2,7 +2,7 @@ from gdb_rkvm.arch.pagetable import permissions
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live.address_map import el1_map
 from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
-from gdb_rkvm.commands.walk import _size
+from gdb_rkvm.commands.format import human_size
 
 
 @only_when(STOPPED)
@@ -37,10 +37,11 @@ Example:
     def format(self, r, args):
         lines = [f"{'VA start':<18}  {'VA end':<18}  {'size':<8} {'PA':<12} EL1 EL0  type"]
         for m in r["mappings"]:
-            lines.append(f"{m['va']:#018x}  {m['end']:#018x}  {_size(m['size']):<8} {m['pa']:<#12x} "
+            lines.append(f"{m['va']:#018x}  {m['end']:#018x}  {human_size(m['size']):<8} {m['pa']:<#12x} "
                          f"{m['perms']}  {m['attributes'].get('MemType', '')}")
         for s in r.get("shared_tables", []):
-            lines.append(f"{s['va']:#018x}  {s['end']:#018x}  {_size(s['size']):<8} shared: the level {s['level']} "
+            lines.append(f"{s['va']:#018x}  {s['end']:#018x}  {human_size(s['size']):<8} "
+                         f"shared: the level {s['level']} "
                          f"table at PA {s['table']:#x}, already listed at VA {s['same_as_va']:#x}")
         if r.get("shared_total", 0) > len(r.get("shared_tables", [])):
             lines.append(f"... and {r['shared_total'] - len(r['shared_tables'])} more shared-table ranges")

@@ -1,7 +1,7 @@
-from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live import translation
 from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.commands.format import human_size
 
 
 @only_when(STOPPED)
@@ -61,18 +61,8 @@ def format_walk(r: dict, explain: bool = False) -> str:
     else:
         size = r["mapping_size"]
         kind = "block" if r["steps"][-1]["kind"] == "block" else "page"
-        lines.append(f"PA {r['pa']:#x}  (in a {_size(size)} {kind})")
+        lines.append(f"PA {r['pa']:#x}  (in a {human_size(size)} {kind})")
     return "\n".join(lines)
-
-
-def _size(n: int) -> str:
-    """'4 KiB', '2 MiB', '1.99 GiB'."""
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            if n % (1 << shift) == 0:
-                return f"{n >> shift} {unit}"
-            return f"{n / (1 << shift):.2f} {unit}"
-    return f"{n} B"
 
 
 def _explain_step(s: dict) -> str:
@@ -86,10 +76,3 @@ def _explain_step(s: dict) -> str:
                 f"access {perm}, {'executable' if not a.get('PXN', 0) else 'not executable'} at EL1, "
                 f"{a.get('MemType', '')}.")
     return f"level {s['level']}: {s['kind']} descriptor: the MMU would raise a translation fault here."
-
-
-def check_mapped(r: dict) -> int:
-    """The PA of a walk, or a one-line error naming the faulting level and descriptor."""
-    if r["fault"]:
-        raise RkvmError(f"VA {r['va']:#x} is not mapped: {r['fault']}")
-    return r["pa"]
