@@ -523,13 +523,19 @@ def mappings(base: int, geo: Geometry, reader: TableReader, va_base: int = 0, st
     return out, problems
 
 
+def is_upper_half(va: int) -> bool:
+    """Whether the EL1&0 regime translates `va` through TTBR1_EL1 (the kernel's half): VA[55] selects
+    it, whatever the top byte holds (TCR_EL1.TBI1 may make it a tag)."""
+    return bool(bits(va, 55, 55))
+
+
 def select_ttbr(va: int, tcr: int) -> tuple[bool, int]:
     """EL1&0 regime: (upper?, va bits inside the range) for `va`; WalkError if in neither range.
 
     VA[55] picks TTBR1 (1) or TTBR0 (0); the bits above the range must all equal it, except the top
     byte when TCR_EL1.TBIx ignores it.
     """
-    upper = bool(bits(va, 55, 55))
+    upper = is_upper_half(va)
     geo = stage1_geometry(tcr, upper)
     tbi = bits(tcr, 38, 38) if upper else bits(tcr, 37, 37)
     top = 56 if tbi else 64

@@ -43,6 +43,11 @@ def current_el_from_cpsr(cpsr: int) -> int:
     return bits(cpsr, 3, 2)
 
 
+def currentel_value(cpsr: int) -> int:
+    """CurrentEL as MRS reads it: PSTATE.EL in bits [3:2], every other bit RES0."""
+    return current_el_from_cpsr(cpsr) << 2
+
+
 def decode(value: int, register: str = "SPSR_EL2") -> Decoded:
     """SPSR/CPSR taken apart: mode, interrupt masks, flags."""
     value &= MASK64

@@ -11,12 +11,28 @@ def slots() -> list[tuple[int, str]]:
     return [(g * 0x200 + k * SLOT_SIZE, f"{_GROUPS[g]}, {_KINDS[k]}") for g in range(4) for k in range(4)]
 
 
+_SHORT_GROUPS = ["cur-sp0", "cur-spx", "lower64", "lower32"]
+_SHORT_KINDS = ["sync", "irq", "fiq", "serror"]
+
+
+def _slot(offset: int) -> tuple[int, int] | None:
+    """(group, kind) of the slot containing `offset` from VBAR: four groups of 0x200 bytes (where the
+    exception came from), four slots of 0x80 in each (its kind); None outside the 2 KiB table."""
+    if not 0 <= offset < TABLE_SIZE:
+        return None
+    return offset // 0x200, (offset % 0x200) // SLOT_SIZE
+
+
 def slot_name(offset: int) -> str:
     """Name of the slot containing `offset` from VBAR, or 'not in the vector table'."""
-    if not 0 <= offset < TABLE_SIZE:
-        return "not in the vector table"
-    g, k = offset // 0x200, (offset % 0x200) // SLOT_SIZE
-    return f"{_GROUPS[g]}, {_KINDS[k]}"
+    slot = _slot(offset)
+    return "not in the vector table" if slot is None else f"{_GROUPS[slot[0]]}, {_KINDS[slot[1]]}"
+
+
+def short_slot_name(offset: int) -> str | None:
+    """'lower64 sync' for VBAR + 0x400 and so on; None outside the table."""
+    slot = _slot(offset)
+    return None if slot is None else f"{_SHORT_GROUPS[slot[0]]} {_SHORT_KINDS[slot[1]]}"
 
 
 LOWER_A64_SYNC = 0x400   # where an HVC from EL1 (AArch64) lands at EL2

@@ -10,6 +10,7 @@ import json
 import gdb
 
 from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.model.translation import Translation
 from gdb_rkvm.live import symbol_files
 from gdb_rkvm.live.gdb_state import STATE, command_settings
 from gdb_rkvm.commands import completion, settings, style
@@ -182,4 +183,13 @@ class RkvmCommand(gdb.Command):
 def _json_default(value):
     if isinstance(value, gdb.Value):
         return int(value)
+    if hasattr(value, "to_dict"):  # typed records (live/trap.Trap) keep their published JSON shape
+        return value.to_dict()
     return str(value)
+
+
+def check_mapped(tr: Translation) -> int:
+    """The PA of a translation, or a one-line error naming the faulting level and descriptor."""
+    if not tr.ok:
+        raise RkvmError(f"VA {tr.va:#x} is not mapped: {tr.fault}")
+    return tr.pa

@@ -21,3 +21,13 @@ def fields_block(fields: list[dict], indent: str = "    ") -> str:
                      + (f"  (reset value {f['reset']:#x})" if f.get("reset") is not None
                         and f["reset"] != f["value"] else "")
                      for f in fields)
+
+
+def human_size(n: int) -> str:
+    """'4 KiB', '2 MiB', '1.99 GiB'."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            if n % (1 << shift) == 0:
+                return f"{n >> shift} {unit}"
+            return f"{n / (1 << shift):.2f} {unit}"
+    return f"{n} B"

@@ -1,176 +1,17 @@
-import contextlib
 import time
 
 import gdb
 
-from gdb_rkvm.model.argtypes import seconds
-from gdb_rkvm.arch.vectors import LOWER_A64_SYNC
+from gdb_rkvm.arch import esr
 from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.model.argtypes import seconds
 from gdb_rkvm.model.guest_text import escape
-from gdb_rkvm.live import el2_symbols, el2_traps, symbol_files
 from gdb_rkvm.live import gdb_target as t
-from gdb_rkvm.live.gdb_state import STATE, StopCheckBreakpoint, notice
+from gdb_rkvm.live.gdb_state import STATE
 from gdb_rkvm.live.resume import Deadline, continue_until
+from gdb_rkvm.live.trap import SMC_SITE, Trap, TrapFilter
+from gdb_rkvm.live.trap_watch import NO_RETURNS, PAIRED, TrapCatch, TrapWatch, catch_suspended
 from gdb_rkvm.commands.base import CONNECTED, STOPPED, RkvmCommand, only_when, parse_int
-
-
-
-class HvcFilter:
-    def __init__(self, imm=None, cpu=None, from_el=None):
-        self.imm, self.cpu, self.from_el = imm, cpu, from_el
-
-    def matches(self, tr: dict) -> bool:
-        if not (tr["is_hvc"] or tr.get("is_smc")):
-            return False
-        if self.imm is not None and tr["imm16"] != self.imm:
-            return False
-        if self.cpu is not None and tr["cpu"] != self.cpu:
-            return False
-        return self.from_el is None or tr["from_el"] == self.from_el
-
-    def describe(self) -> str:
-        parts = [f"imm16 == {self.imm:#x}" if self.imm is not None else "",
-                 f"CPU {self.cpu}" if self.cpu is not None else "",
-                 f"from EL{self.from_el}" if self.from_el is not None else ""]
-        return ", ".join(p for p in parts if p) or "every HVC"
-
-
-class HvcEntryBreakpoint(StopCheckBreakpoint):
-    """At VBAR_EL2 + 0x400 (PA): decides in stop() whether this entry is one the owner wants."""
-
-    def __init__(self, pa: int, owner):
-        super().__init__(f"*{pa:#x}", internal=True)
-        self.silent = True
-        self.pa, self.owner = pa, owner
-
-    def check(self):
-        try:
-            return self.owner.on_entry(self)
-        except (gdb.error, RkvmError) as e:
-            gdb.write(f"rkvm: hvc breakpoint at {self.pa:#x}: {e}\n")
-            return True
-
-
-class SmcSiteBreakpoint(StopCheckBreakpoint):
-    """On an SMC instruction of the kernel (EL1 VA, not executed yet): decides in stop()."""
-
-    def __init__(self, va: int, imm: int, owner):
-        super().__init__(f"*{va:#x}", internal=True)
-        self.silent = True
-        self.va, self.imm, self.owner = va, imm, owner
-
-    def check(self):
-        try:
-            return self.owner.on_smc(self)
-        except (gdb.error, RkvmError) as e:
-            gdb.write(f"rkvm: smc breakpoint at {self.va:#x}: {e}\n")
-            return True
-
-
-def smc_sites() -> list[tuple[int, int]]:
-    """(VA, imm16) of the kernel's SMC instructions (vmlinux's text outside init/exit), at the KASLR slide."""
-    from gdb_rkvm.model import elf_symtab
-    from gdb_rkvm.arch import smccc
-    vmlinux, slide = symbol_files.vmlinux_at_slide("the SMC instructions")
-    sites = elf_symtab.conduit_sites(vmlinux, smccc.SMC_BITS)
-    if not sites:
-        raise RkvmError(f"no SMC instruction found in {vmlinux}")
-    return [((va + slide) & t.MASK64, imm) for va, imm in sites]
-
-
-class HvcCatch:
-    """`rkvm hvc catch`: stop at HVC entries to EL2 that match a filter; follows VBAR_EL2 at every stop.
-    With smc=True also at the kernel's SMC instructions (`hvc catch --smc`, `smc catch`)."""
-
-    def __init__(self, flt: HvcFilter, hvc: bool = True, smc: bool = False):
-        self.filter, self.bps, self.last = flt, {}, None
-        self.suspended = False
-        self.hinted = False
-        self.hvc, self.smc, self.smc_bps = hvc, smc, []
-        gdb.events.stop.connect(self._on_stop)
-        el2_symbols.InstallHookBreakpoint.listeners.append(self._vbar_moved)
-
-    def _vbar_moved(self, vbar: int) -> bool:
-        """rkvm.ko installed new vectors: stop (and re-arm at that stop) unless already covered."""
-        if self.suspended or vbar + LOWER_A64_SYNC in self.bps:
-            return False
-        notice(f"rkvm: VBAR_EL2 changed to {vbar:#x}: hvc catch moves there (continue to go on)")
-        return True
-
-    def arm(self) -> list[int]:
-        if self.smc and not self.smc_bps:
-            self.smc_bps = [SmcSiteBreakpoint(va, imm, self) for va, imm in smc_sites()]
-        if not self.hvc:
-            return []
-        wanted = {v + LOWER_A64_SYNC for v in el2_traps.vbar_el2_by_cpu().values()}
-        for pa in set(self.bps) - wanted:
-            self.bps.pop(pa).delete()
-        for pa in wanted - set(self.bps):
-            self.bps[pa] = HvcEntryBreakpoint(pa, self)
-            self.bps[pa].enabled = not self.suspended
-        return sorted(self.bps)
-
-    def suspend(self):
-        """Out of the way of a command that resumes with breakpoints of its own (trace-el, hvc trace,
-        step-el2): its run is not cut short by this catch's stop."""
-        self.suspended = True
-        for bp in self.bps.values():
-            bp.enabled = False
-
-    def resume(self):
-        self.suspended = False
-        try:
-            self.arm()
-        except (gdb.error, RkvmError):
-            pass
-        for bp in self.bps.values():
-            bp.enabled = True
-
-    def on_smc(self, bp) -> bool:
-        tr = el2_traps.trap_at_smc(bp.va, bp.imm)
-        if not self.filter.matches(tr):
-            return False
-        self.last = tr
-        return True
-
-    def on_entry(self, bp) -> bool:
-        tr = el2_traps.trap_at_entry()
-        if not self.filter.matches(tr):
-            return False
-        self.last = tr
-        return True
-
-    def _on_stop(self, event):
-        if self.suspended:
-            return
-        ours = list(self.bps.values()) + self.smc_bps
-        hit = isinstance(event, gdb.BreakpointEvent) and any(b in ours for b in event.breakpoints)
-        if hit and self.last is not None:
-            gdb.write(el2_traps.format_trap(self.last) + "\n")
-            if not self.hinted:
-                self.hinted = True
-                try:
-                    other = t.cpu_at_el1()
-                except (gdb.error, RkvmError):
-                    other = None
-                if other is not None:
-                    gdb.write(f"  (GDB reads memory through the selected CPU, now at EL2 with its MMU off: to print "
-                              f"kernel variables select CPU {other}, at EL1, with 'thread {other + 1}'; rkvm "
-                              "commands do that by themselves)\n")
-        try:
-            self.arm()  # VBAR_EL2 may have moved while the guest ran
-        except (gdb.error, RkvmError):
-            pass
-
-    def disarm(self):
-        for bp in list(self.bps.values()) + self.smc_bps:
-            if bp.is_valid():
-                bp.delete()
-        self.bps.clear()
-        self.smc_bps = []
-        gdb.events.stop.disconnect(self._on_stop)
-        if self._vbar_moved in el2_symbols.InstallHookBreakpoint.listeners:
-            el2_symbols.InstallHookBreakpoint.listeners.remove(self._vbar_moved)
 
 
 def check_filter(imm: int | None, cpu: int | None) -> None:
@@ -182,24 +23,54 @@ def check_filter(imm: int | None, cpu: int | None) -> None:
         t.thread_for_cpu(cpu)  # "no CPU 9 (CPUs: 0, 1)"
 
 
-def _hvc_catch() -> HvcCatch | None:
-    return STATE.hvc_catch
+def format_trap(tr: Trap) -> str:
+    """A caught trap: what, from where, x0..x7 (the SMCCC call decoded), and where EL2 took it."""
+    sym = f" <{tr.caller_symbol}>" if tr.caller_symbol else ""
+    if tr.is_hvc:
+        what = f"HVC #{tr.imm16:#x}"
+    elif tr.is_smc and tr.imm16 is not None:
+        what = f"SMC #{tr.imm16:#x}"
+    else:
+        what = tr.esr_summary
+    fn = f" ({tr.function})" if tr.function else ""
+    x = [tr.x(n) or 0 for n in range(8)]
+    lines = [f"rkvm: CPU {tr.cpu}: {what} from {tr.from_mode} at {tr.caller:#x}{sym}",
+             f"  x0={x[0]:#x}{fn} x1={x[1]:#x} x2={x[2]:#x} x3={x[3]:#x}",
+             f"  x4={x[4]:#x} x5={x[5]:#x} x6={x[6]:#x} x7={x[7]:#x}"]
+    if tr.call:
+        lines.append(f"  {tr.call}")
+    if tr.kind == SMC_SITE:
+        where = tr.smc_goes_to or "EL3"
+        lines.append(f"  stopped on the SMC instruction: it has not run yet ('stepi' runs it); it goes to {where}"
+                     + (", which QEMU plays when the board has no EL3 firmware" if where == "EL3" else ""))
+    else:
+        lines.append(f"  entered EL2 at {tr.pc:#x} <{tr.handler_symbol or '?'}> ({tr.slot}), ESR_EL2 {tr.esr:#x}")
+    return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def catch_suspended(command: str):
-    """Run a block that resumes the guest with an armed `rkvm hvc catch` paused, and say so after."""
-    catch = _hvc_catch()
-    if catch is None or catch.suspended:
-        yield
-        return
-    catch.suspend()
-    try:
-        yield
-    finally:
-        catch.resume()
-        notice(f"rkvm: the armed hvc catch ({catch.filter.describe()}) was paused while {command} ran "
-               "(its stops would have cut the run short); it is armed again")
+def catch_hint(other_cpu: int | None) -> str:
+    """Said once per catch: why `print` of a kernel variable fails at an EL2 stop."""
+    if other_cpu is None:
+        return ""
+    return (f"  (GDB reads memory through the selected CPU, now at EL2 with its MMU off: to print kernel variables "
+            f"select CPU {other_cpu}, at EL1, with 'thread {other_cpu + 1}'; rkvm commands do that by themselves)")
+
+
+def _catch_printer():
+    """The catch's live output: each trap it stops on, and the hint once."""
+    hinted = []
+
+    def show(tr: Trap) -> None:
+        gdb.write(format_trap(tr) + "\n")
+        if not hinted:
+            hinted.append(True)
+            try:
+                hint = catch_hint(t.cpu_at_el1())
+            except (gdb.error, RkvmError):
+                hint = ""
+            if hint:
+                gdb.write(hint + "\n")
+    return show
 
 
 @only_when(STOPPED)
@@ -235,22 +106,23 @@ Example:
     def run(self, args):
         if not args.off:
             check_filter(args.imm, args.cpu)
-        old = _hvc_catch()
+        old = STATE.hvc_catch
         if old is not None:
             old.disarm()
             STATE.hvc_catch = None
         if args.off:
             return {"armed": False, "addresses": []}
         smc = self.smc or getattr(args, "smc", False)
-        catch = HvcCatch(HvcFilter(args.imm, args.cpu, getattr(args, "from_el", None)), hvc=self.hvc, smc=smc)
+        flt = TrapFilter(args.imm, args.cpu, getattr(args, "from_el", None))
+        catch = TrapCatch(flt, _catch_printer(), hvc=self.hvc, smc=smc)
         try:
             addresses = catch.arm()
         except BaseException:
             catch.disarm()
             raise
         STATE.hvc_catch = catch
-        return {"armed": True, "filter": catch.filter.describe(), "addresses": addresses,
-                "smc_sites": [bp.va for bp in catch.smc_bps]}
+        return {"armed": True, "filter": flt.describe(), "addresses": addresses,
+                "smc_sites": catch.watch.addresses(SMC_SITE)}
 
     def format(self, r, args):
         if not r["armed"]:
@@ -303,92 +175,48 @@ Usage: rkvm hvc last [--json]"""
     name = "hvc last"
 
     def run(self, args):
-        catch = _hvc_catch()
+        catch = STATE.hvc_catch
         if catch is None or catch.last is None:
             raise RkvmError("no HVC caught yet (arm one with 'rkvm hvc catch')")
         return catch.last
 
     def format(self, tr, args):
-        return el2_traps.format_trap(tr)
+        return format_trap(tr)
 
 
-class HvcTracer:
-    """`rkvm hvc trace`: log entries and returns without stopping, until a count or a time is reached."""
-
-    def __init__(self, flt: HvcFilter, count: int | None, live: bool = True, deadline=None, returns: bool = True):
-        self.filter, self.count, self.live, self.deadline, self.returns = flt, count, live, deadline, returns
-        self.entries, self.pending, self.log, self.symbols = 0, {}, [], {}
-        self.bps = []
-        self.done = False
-
-    def arm(self):
-        vbars = set(el2_traps.vbar_el2_by_cpu().values())
-        if not vbars:
-            raise RkvmError("VBAR_EL2 is not set on any CPU yet: boot further first")
-        for v in vbars:
-            self.bps.append(HvcEntryBreakpoint(v + LOWER_A64_SYNC, self))
-            for pa in el2_traps.eret_addresses(v) if self.returns else []:
-                self.bps.append(HvcEntryBreakpoint(pa, self))
-        self.entry_pas = {v + LOWER_A64_SYNC for v in vbars}
-
-    def on_entry(self, bp) -> bool:
-        if self.deadline is not None and self.deadline.passed():
-            self.done = True
-            return True
-        cpu = el2_traps.current_cpu()
-        if bp.pa in self.entry_pas:
-            if self.done:
-                return False
-            # the hot path: five registers, nothing else (symbols are looked up once per caller)
-            r = t.read_current(["ESR_EL2", "ELR_EL2", "SPSR_EL2", "x0", "x1"])
-            tr = el2_traps.quick_trap(cpu, r)
-            if not self.filter.matches(tr):
-                return False
-            self.entries += 1
-            if self.returns:
-                self.pending[cpu] = tr
-                return False
-            return self._record(cpu, tr, None)
-        tr = self.pending.pop(cpu, None)
-        if tr is None:
-            return False
-        return self._record(cpu, tr, t.read_current(["x0"])["x0"])
-
-    def _record(self, cpu: int, tr: dict, ret: int | None) -> bool:
-        if tr["caller"] not in self.symbols:
-            self.symbols[tr["caller"]] = t.symbol_at(tr["caller"])
-        rec = {"n": len(self.log) + 1, "cpu": cpu, "caller": tr["caller"], "caller_symbol": self.symbols[tr["caller"]],
-               "imm16": tr["imm16"], "x0": tr["x0"], "x1": tr["x1"], "ret": ret,
-               "function": el2_traps.names_for_function(tr["x0"])}
-        self.log.append(rec)
-        if self.live:
-            gdb.write(format_trace_line(rec) + "\n")
-        if self.count is not None and len(self.log) >= self.count:
-            self.done = True
-            return True
-        return False
-
-    def disarm(self):
-        for bp in self.bps:
-            if bp.is_valid():
-                bp.delete()
-        self.bps = []
+def trace_row(n: int, tr: Trap) -> dict:
+    """One trap of `hvc trace --args` as its JSON row."""
+    return {"n": n, "cpu": tr.cpu, "caller": tr.caller, "caller_symbol": tr.caller_symbol, "imm16": tr.imm16,
+            "x0": tr.x(0), "x1": tr.x(1), "ret": tr.ret, "function": tr.function}
 
 
-def format_trace_line(r: dict) -> str:
-    sym = f" <{r['caller_symbol']}>" if r["caller_symbol"] else ""
-    fn = f" {r['function']}" if r["function"] else ""
-    ret = f" -> x0={r['ret']:#x}" if r["ret"] is not None else ""
-    return (f"#{r['n']:<4} CPU {r['cpu']}  HVC #{r['imm16']:#x} at {r['caller']:#x}{sym}  "
-            f"x0={r['x0']:#x}{fn} x1={r['x1']:#x}{ret}")
+def format_trace_line(n: int, tr: Trap) -> str:
+    sym = f" <{tr.caller_symbol}>" if tr.caller_symbol else ""
+    fn = f" {tr.function}" if tr.function else ""
+    ret = f" -> x0={tr.ret:#x}" if tr.ret is not None else ""
+    return (f"#{n:<4} CPU {tr.cpu}  HVC #{tr.imm16:#x} at {tr.caller:#x}{sym}  "
+            f"x0={tr.x(0):#x}{fn} x1={tr.x(1):#x}{ret}")
 
 
-def summarize(log: list[dict]) -> list[dict]:
+def summarize(log: list[Trap]) -> list[dict]:
     rows = {}
-    for r in log:
-        key = (r["cpu"], r["imm16"], r["function"] or f"{r['x0']:#x}")
+    for tr in log:
+        key = (tr.cpu, tr.imm16, tr.function or f"{tr.x(0):#x}")
         rows[key] = rows.get(key, 0) + 1
     return [{"cpu": c, "imm16": i, "function": f, "count": n} for (c, i, f), n in sorted(rows.items())]
+
+
+def trace_collector(log: list[Trap], count: int | None, live: bool):
+    """The callback of `hvc trace --args`: keep each trap (printed as it comes when `live`), stop at `count`."""
+
+    def on_trap(tr: Trap) -> bool:
+        if count is not None and len(log) >= count:
+            return True
+        log.append(tr)
+        if live:
+            gdb.write(format_trace_line(len(log), tr) + "\n")
+        return count is not None and len(log) >= count
+    return on_trap
 
 
 def log_trace_rows(events: list[dict], entries_only: bool) -> list[dict]:
@@ -481,22 +309,23 @@ Example:
             return self._from_log(args, count, seconds)
         if args.smc:
             raise RkvmError("--smc reads the exception log; with --args use 'rkvm smc catch' for SMC registers")
-        deadline = Deadline(seconds)
-        tracer = HvcTracer(HvcFilter(args.imm, args.cpu), count, live=not args.json, deadline=deadline,
-                           returns=not args.entries_only)
         if not seconds > 0:
             raise RkvmError("--seconds must be above 0")
+        log: list[Trap] = []
+        watch = TrapWatch(trace_collector(log, count, live=not args.json),
+                          returns=NO_RETURNS if args.entries_only else PAIRED, deadline=Deadline(seconds),
+                          trap_filter=TrapFilter(args.imm, args.cpu, classes=frozenset({esr.EC_HVC64})))
         start = time.monotonic()
         with catch_suspended("hvc trace"):
-            tracer.arm()
+            watch.arm()
             try:
-                continue_until(deadline, quiet=args.json)  # Ctrl-C also ends it; the summary still stands
+                continue_until(watch.deadline, quiet=args.json)  # Ctrl-C also ends it; the summary still stands
             finally:
-                tracer.disarm()
+                watch.disarm()
         elapsed = time.monotonic() - start
-        return {"source": "breakpoints", "traps": tracer.log, "summary": summarize(tracer.log),
-                "total": len(tracer.log), "seconds": elapsed,
-                "complete": count is None or len(tracer.log) >= count}
+        return {"source": "breakpoints", "traps": [trace_row(n, tr) for n, tr in enumerate(log, 1)],
+                "summary": summarize(log), "total": len(log), "seconds": elapsed,
+                "complete": count is None or len(log) >= count}
 
     def _from_log(self, args, count, seconds):
         from gdb_rkvm.model import exclog

@@ -3,64 +3,11 @@ import gdb
 from gdb_rkvm.model.argtypes import seconds
 from gdb_rkvm.model import stub_abi
 from gdb_rkvm.errors import RkvmError
-from gdb_rkvm.live import boot, el2_traps, module_symbols
+from gdb_rkvm.live import boot, module_symbols, trap_watch
 from gdb_rkvm.live import gdb_target as t
-from gdb_rkvm.live.gdb_state import STATE, StopCheckBreakpoint, quietly
+from gdb_rkvm.live.gdb_state import STATE
 from gdb_rkvm.live.resume import Deadline, continue_until
 from gdb_rkvm.commands.base import CONNECTED, SESSION, RkvmCommand, only_when
-from gdb_rkvm.commands.hvc import catch_suspended
-
-
-class _CountingBreakpoint(StopCheckBreakpoint):
-    """Stops on the K-th hit that `hit()` accepts (a record of it, or None to go on), or when the
-    deadline has passed; what it matched is left in `matched`."""
-
-    def __init__(self, location: str, event: str, cpu: int | None, count: int, deadline):
-        super().__init__(location, internal=True)
-        self.silent = True
-        self.event, self.cpu, self.remaining, self.deadline = event, cpu, count, deadline
-        self.matched = None
-
-    def hit(self) -> dict | None:
-        raise NotImplementedError
-
-    def check(self):
-        if self.deadline.passed():
-            return True
-        record = self.hit()
-        if record is None:
-            return False
-        self.remaining -= 1
-        if self.remaining > 0:
-            return False
-        self.matched = record
-        return True
-
-
-class _EventBreakpoint(_CountingBreakpoint):
-    """On rkvm_debug_event(event, cpu, stub_pa, arg): the wanted event on the wanted CPU."""
-
-    def __init__(self, event: str, cpu: int | None, count: int, deadline):
-        super().__init__("rkvm_debug_event", event, cpu, count, deadline)
-
-    def hit(self):
-        ev = t.debug_event_at_hook()
-        if ev.event != self.event or (self.cpu is not None and ev.cpu != self.cpu):
-            return None
-        return ev.to_dict()
-
-
-class _BootBreakpoint(_CountingBreakpoint):
-    """At a physical address of the kernel's boot code, hit by a wanted CPU."""
-
-    def __init__(self, event: str, pa: int, cpu: int | None, count: int, deadline):
-        super().__init__(f"*{pa:#x}", event, cpu, count, deadline)
-
-    def hit(self):
-        cpu = el2_traps.current_cpu()
-        if self.cpu is not None and cpu != self.cpu:
-            return None
-        return boot.describe(self.event, cpu)
 
 
 @only_when(SESSION, CONNECTED)
@@ -110,9 +57,9 @@ Example:
             except gdb.error:
                 raise RkvmError("rkvm.ko is not loaded yet: hvc events need it (run-to installed-all first)") from None
         deadline = Deadline(args.timeout)
-        bp = quietly(lambda: _EventBreakpoint(args.event, args.cpu, max(1, args.count), deadline))
+        bp = trap_watch.stop_at_debug_event(args.event, args.cpu, max(1, args.count), deadline)
         try:
-            with catch_suspended("run-to"):
+            with trap_watch.catch_suspended("run-to"):
                 continue_until(deadline)
         finally:
             bp.delete()
@@ -141,9 +88,9 @@ Example:
             raise RkvmError(f"{which} passed {args.event} already ({boot.EVENTS[args.event]}): it happens once "
                             "per CPU at boot; start a new session ('rkvm down', 'rkvm up') to see it")
         deadline = Deadline(args.timeout)
-        bp = _BootBreakpoint(args.event, pa, args.cpu, args.count, deadline)
+        bp = trap_watch.stop_at_boot(args.event, pa, args.cpu, args.count, deadline)
         try:
-            with catch_suspended("run-to"):
+            with trap_watch.catch_suspended("run-to"):
                 continue_until(deadline)
         finally:
             bp.delete()

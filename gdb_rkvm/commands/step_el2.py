@@ -5,12 +5,12 @@ import gdb
 from gdb_rkvm.model.argtypes import seconds
 from gdb_rkvm.arch import disasm, pstate, sysregs, vectors
 from gdb_rkvm.errors import RkvmError
-from gdb_rkvm.live import el2_traps, kernel_facts
+from gdb_rkvm.live import el2_traps, kernel_facts, trap_watch
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live.gdb_state import STATE
 from gdb_rkvm.live.resume import Deadline, continue_until, quiet_stepi
 from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
-from gdb_rkvm.commands.hvc import HvcFilter, HvcTracer, catch_suspended
+from gdb_rkvm.live.trap import ANY_TRAP, Trap
 
 GPRS = [f"x{n}" for n in range(31)] + ["sp"]
 
@@ -105,7 +105,7 @@ Example:
         vbar = t.read_register("VBAR_EL2", cpu)
         marks = kernel_facts.landmarks([vbar])
         # the trap being taken, when the CPU is at one of the vector table's slots
-        entry = el2_traps.trap_at_entry(cpu) if vectors.contains(vbar, start_pc) else None
+        entry = trap_watch.trap_now(cpu) if vectors.contains(vbar, start_pc) else None
 
         def namer(pc):
             return kernel_facts.el2_symbol(pc, marks) if pc < 1 << 48 else t.symbol_at(pc)
@@ -175,23 +175,24 @@ Example:
                       f"alive now), type\n        {HVC_RECIPE}\n")
             gdb.flush()
         deadline = Deadline(timeout)
-        tracer = _FirstEntry(deadline)
+        first: list[Trap] = []
+        watch = trap_watch.TrapWatch(lambda tr: first.append(tr) or True, trap_filter=ANY_TRAP, deadline=deadline)
         start = time.monotonic()
-        with catch_suspended("step-el2"):
-            tracer.arm()
+        with trap_watch.catch_suspended("step-el2"):
+            watch.arm()
             try:
                 continue_until(deadline)
             finally:
-                tracer.disarm()
+                watch.disarm()
         waited = time.monotonic() - start
         STATE.stop_cache.clear()
-        if tracer.cpu is None:
+        if not first:
             if not deadline.passed():
                 raise RkvmError(f"interrupted after {waited:.1f} s: no HVC entered EL2 (the target is stopped)")
             raise RkvmError(f"no HVC entered EL2 within {timeout:g} s (the target is stopped; make one with "
                             f"'{HVC_RECIPE}' in the guest's shell while this command waits)")
-        t.thread_for_cpu(tracer.cpu).switch()
-        return f"ran to the next HVC (CPU {tracer.cpu})", waited
+        t.thread_for_cpu(first[0].cpu).switch()
+        return f"ran to the next HVC (CPU {first[0].cpu})", waited
 
     def format(self, r, args):
         at = f"{r['start_pc']:#x}" + (f" <{r['start_symbol']}>" if r["start_symbol"] else "")
@@ -200,11 +201,7 @@ Example:
         lines = [head.get(r["entered"], f"rkvm: CPU {r['cpu']}: an HVC entered EL2 after {r['waited']:.1f} s, "
                                         f"at {at}")]
         if r["entry"]:
-            e = r["entry"]
-            lines.append(f"  entry: {e['esr_summary']} from {e['from_mode']} at {e['caller']:#x}"
-                         + (f" <{e['caller_symbol']}>" if e["caller_symbol"] else "")
-                         + f", x0 = {e['registers']['x0']:#x}" + (f" ({e['function']})" if e["function"] else "")
-                         + f", x1 = {e['registers']['x1']:#x}")
+            lines.append(format_entry(r["entry"]))
         for s in r["steps"]:
             sym = f"<{s['symbol']}>" if s["symbol"] else ""
             changed = " ".join(f"{k}={v:#x}" for k, v in s["changed"].items())
@@ -226,6 +223,13 @@ Example:
         return "\n".join(lines)
 
 
+def format_entry(e: Trap) -> str:
+    """The trap a step-el2 started in: the syndrome, the caller and the call (x0, x1)."""
+    return (f"  entry: {e.esr_summary} from {e.from_mode} at {e.caller:#x}"
+            + (f" <{e.caller_symbol}>" if e.caller_symbol else "")
+            + f", x0 = {e.x(0):#x}" + (f" ({e.function})" if e.function else "") + f", x1 = {e.x(1):#x}")
+
+
 def _teach(insn_text: str) -> str:
     """A sentence for a learner about the instructions that matter at EL2 (--explain)."""
     m = insn_text.split()[0]
@@ -238,20 +242,3 @@ def _teach(insn_text: str) -> str:
     if m == "br":
         return "an indirect branch through a table computed from the function ID in x0"
     return ""
-
-
-class _FirstEntry(HvcTracer):
-    """Stops at the first entry to EL2 through Lower EL AArch64 Synchronous (any ESR)."""
-
-    def __init__(self, deadline):
-        super().__init__(HvcFilter(), None, live=False, deadline=deadline, returns=False)
-        self.cpu = None
-
-    def on_entry(self, bp) -> bool:
-        if self.deadline.passed():
-            return True
-        if bp.pa not in self.entry_pas:
-            return False
-        self.cpu = el2_traps.current_cpu()
-        return True
-

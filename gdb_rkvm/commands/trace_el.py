@@ -1,56 +1,33 @@
 from gdb_rkvm.model import exclog
 from gdb_rkvm.model.argtypes import seconds
-from gdb_rkvm.arch import esr, pstate, vectors
+from gdb_rkvm.arch import vectors
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.model.guest_text import escape
-from gdb_rkvm.live import el2_traps, kernel_facts
-from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
 from gdb_rkvm.live.resume import Deadline, continue_until
-from gdb_rkvm.commands.hvc import HvcEntryBreakpoint, catch_suspended
+from gdb_rkvm.live.trap import ANY_TRAP, ENTRY, RETURN, Trap
+from gdb_rkvm.live.trap_watch import EACH, TrapWatch, catch_suspended
 
 
-class _Timeline:
-    """Breakpoints on all 16 EL2 vector slots (entries) and the EL2 code's ERETs (returns)."""
+def timeline_event(tr: Trap) -> dict:
+    """One hit of the breakpoint timeline (`trace-el --args`) as its JSON event."""
+    if tr.kind == ENTRY:
+        return {"cpu": tr.cpu, "kind": "entry", "from": tr.from_mode, "to": "EL2h", "slot": tr.slot,
+                "slot_offset": tr.slot_offset, "esr": tr.esr, "esr_summary": tr.esr_summary, "elr": tr.elr,
+                "elr_symbol": tr.elr_symbol}
+    # at an ERET, SPSR_EL2 is the PSTATE it returns to
+    return {"cpu": tr.cpu, "kind": "return", "from": "EL2h", "to": tr.from_mode, "eret_at": tr.pc,
+            "eret_symbol": tr.handler_symbol, "elr": tr.elr, "elr_symbol": tr.elr_symbol, "x0": tr.ret}
 
-    def __init__(self, count: int, deadline):
-        self.count, self.events, self.bps, self.entries, self.deadline = count, [], [], 0, deadline
 
-    def arm(self):
-        vbars = set(el2_traps.vbar_el2_by_cpu().values())
-        if not vbars:
-            raise RkvmError("VBAR_EL2 is not set on any CPU yet: boot further first")
-        self.slots = {}
-        for v in vbars:
-            for off, name in vectors.slots():
-                self.slots[v + off] = (v, off, name)
-                self.bps.append(HvcEntryBreakpoint(v + off, self))
-            for pa in el2_traps.eret_addresses(v):
-                self.bps.append(HvcEntryBreakpoint(pa, self))
+def timeline_collector(events: list[dict], count: int):
+    """The callback of the breakpoint timeline: every entry and return, stopping at the return
+    after `count` entries."""
 
-    def on_entry(self, bp) -> bool:
-        if self.deadline.passed():
-            return True
-        cpu = el2_traps.current_cpu()
-        if bp.pa in self.slots:
-            v, off, name = self.slots[bp.pa]
-            spsr, esr_v, elr = (t.read_register(n, cpu) for n in ("SPSR_EL2", "ESR_EL2", "ELR_EL2"))
-            self.events.append({"cpu": cpu, "kind": "entry", "from": pstate.mode_name(spsr), "to": "EL2h",
-                                "slot": name, "slot_offset": off, "esr": esr_v,
-                                "esr_summary": esr.decode(esr_v).summary, "elr": elr, "elr_symbol": t.symbol_at(elr)})
-            self.entries += 1
-            return False
-        spsr, elr = t.read_register("SPSR_EL2", cpu), t.read_register("ELR_EL2", cpu)
-        marks = kernel_facts.landmarks([])
-        self.events.append({"cpu": cpu, "kind": "return", "from": "EL2h", "to": pstate.mode_name(spsr),
-                            "eret_at": bp.pa, "eret_symbol": kernel_facts.el2_symbol(bp.pa, marks), "elr": elr,
-                            "elr_symbol": t.symbol_at(elr), "x0": t.read_register("x0", cpu)})
-        return self.entries >= self.count
-
-    def disarm(self):
-        for bp in self.bps:
-            if bp.is_valid():
-                bp.delete()
+    def on_trap(tr: Trap) -> bool:
+        events.append(timeline_event(tr))
+        return tr.kind == RETURN and sum(e["kind"] == "entry" for e in events) >= count
+    return on_trap
 
 
 def parse_classes(text: str | None) -> frozenset:
@@ -69,8 +46,7 @@ def short_slot(offset: int | None) -> str:
     """'lower64 sync' for VBAR + 0x400 and so on."""
     if offset is None:
         return "?"
-    group = ("cur-sp0", "cur-spx", "lower64", "lower32")[offset // 0x200 & 3]
-    return f"{group} {('sync', 'irq', 'fiq', 'serror')[offset // 0x80 & 3]}"
+    return vectors.short_slot_name(offset) or "not a vector slot"
 
 
 def _addr(value, symbol) -> str:
@@ -152,14 +128,16 @@ Example (at reset):
                 raise RkvmError("--args traces EL2 entries and returns with breakpoints; --class, --cpu and "
                                 "--el2-only filter the exception log (drop --args)")
             deadline = Deadline(args.seconds if args.seconds is not None else 30.0)
-            tl = _Timeline(args.count or 10, deadline)
+            events: list[dict] = []
+            watch = TrapWatch(timeline_collector(events, args.count or 10), slots=[o for o, _ in vectors.slots()],
+                              returns=EACH, trap_filter=ANY_TRAP, deadline=deadline)
             with catch_suspended("trace-el"):
-                tl.arm()
+                watch.arm()
                 try:
                     continue_until(deadline)
                 finally:
-                    tl.disarm()
-            return {"source": "breakpoints", "events": tl.events}
+                    watch.disarm()
+            return {"source": "breakpoints", "events": events}
         from gdb_rkvm.live import el_log  # imported when first used: GDB's start stays short
         flt = exclog.Filter(el2_only=args.el2_only, classes=parse_classes(args.classes), cpu=args.cpu)
         count = args.count if args.count is not None else (None if args.seconds else 20)

@@ -1,11 +1,11 @@
 from dataclasses import dataclass, fields
 
+from gdb_rkvm.arch.pagetable import is_upper_half
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.model.translation import Translation
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live import kernel_facts, translation
-from gdb_rkvm.commands.base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, only_when
-from gdb_rkvm.commands.walk import check_mapped
+from gdb_rkvm.commands.base import KERNEL_SYMBOLS, STOPPED, RkvmCommand, check_mapped, only_when
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ Example (the module's 8-page vmalloc buffer):
         length = translation.address_of(args.length)
         if length <= 0 or length > 1 << 30:
             raise RkvmError(f"length {length:#x} must be between 1 byte and 1 GiB")
-        page = 1 << translation.kernel_layout(cpu).page_shift if va >> 63 else 4096
+        page = 1 << translation.kernel_layout(cpu).page_shift if is_upper_half(va) else 4096
         first, last = va & ~(page - 1), (va + length - 1) & ~(page - 1)
         pages = []
         for p in range(first, last + page, page):

@@ -5,7 +5,7 @@ from gdb_rkvm.model.translation import AddressMap
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live.address_map import el1_map
 from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
-from gdb_rkvm.commands.walk import _size
+from gdb_rkvm.commands.format import human_size
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,10 @@ Example:
         m = r.map
         lines = [f"{'VA start':<18}  {'VA end':<18}  {'size':<8} {'PA':<12} EL1 EL0  type"]
         for x in m.mappings:
-            lines.append(f"{x.va:#018x}  {x.end():#018x}  {_size(x.size):<8} {x.pa:<#12x} "
+            lines.append(f"{x.va:#018x}  {x.end():#018x}  {human_size(x.size):<8} {x.pa:<#12x} "
                          f"{permissions(x.attrs)}  {x.attrs.get('MemType', '')}")
         for s in m.shared_tables:
-            lines.append(f"{s.va:#018x}  {s.va + s.size:#018x}  {_size(s.size):<8} shared: the level {s.level} "
+            lines.append(f"{s.va:#018x}  {s.va + s.size:#018x}  {human_size(s.size):<8} shared: the level {s.level} "
                          f"table at PA {s.table:#x}, already listed at VA {s.first_va:#x}")
         if m.shared_total > len(m.shared_tables):
             lines.append(f"... and {m.shared_total - len(m.shared_tables)} more shared-table ranges")

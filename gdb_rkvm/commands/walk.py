@@ -1,11 +1,11 @@
 from dataclasses import dataclass
 
 from gdb_rkvm.arch.pagetable import Step
-from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.model.translation import Translation
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live import translation
 from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.commands.format import human_size
 
 
 @only_when(STOPPED)
@@ -83,18 +83,9 @@ def format_walk(r: WalkResult, explain: bool = False) -> str:
             lines.append(f"  ({r.why})")
     else:
         kind = "block" if tr.steps[-1].desc.kind == "block" else "page"
-        lines.append(f"PA {tr.pa:#x}  (in a {_size(tr.walk.mapping_size)} {kind})")
+        lines.append(f"PA {tr.pa:#x}  (in a {human_size(tr.walk.mapping_size)} {kind})")
     return "\n".join(lines)
 
-
-def _size(n: int) -> str:
-    """'4 KiB', '2 MiB', '1.99 GiB'."""
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            if n % (1 << shift) == 0:
-                return f"{n >> shift} {unit}"
-            return f"{n / (1 << shift):.2f} {unit}"
-    return f"{n} B"
 
 
 def _explain_step(s: Step) -> str:
@@ -110,9 +101,3 @@ def _explain_step(s: Step) -> str:
                 f"{a.get('MemType', '')}.")
     return f"level {s.level}: {kind} descriptor: the MMU would raise a translation fault here."
 
-
-def check_mapped(tr: Translation) -> int:
-    """The PA of a translation, or a one-line error naming the faulting level and descriptor."""
-    if not tr.ok:
-        raise RkvmError(f"VA {tr.va:#x} is not mapped: {tr.fault}")
-    return tr.pa

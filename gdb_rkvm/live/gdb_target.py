@@ -116,7 +116,7 @@ def read_register(name: str, cpu: int | None = None) -> int:
     if key in STATE.stop_cache:
         return STATE.stop_cache[key]
     if name.upper() == "CURRENTEL":  # not a gdbstub register: PSTATE.EL is in cpsr[3:2]
-        value = read_register("cpsr", cpu) & 0xC
+        value = pstate.currentel_value(read_register("cpsr", cpu))
     else:
         gpr = re.fullmatch(r"(x\d+|sp|pc|cpsr)", name, re.I)
         spelled = name.lower() if gpr else register_spelling(name)

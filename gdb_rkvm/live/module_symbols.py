@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gdb
 
+from gdb_rkvm.arch.pagetable import is_upper_half
 from gdb_rkvm.model.guest_text import UnsafeArgument, escape, gdb_arg, section_name
 from gdb_rkvm.live import symbol_files
 from gdb_rkvm.live.gdb_state import STATE, StopCheckBreakpoint
@@ -161,4 +162,4 @@ def _selected_cpu_in_kernel() -> bool:
         pc = int(gdb.selected_frame().pc())
     except gdb.error:
         return False
-    return bool(pc >> 63)
+    return is_upper_half(pc)

@@ -256,3 +256,27 @@ def test_image_header_and_where_to_look():
     assert kl.parse_image_header(bytes(0x40)) is None and kl.parse_image_header(b"ARM\x64") is None
     cands = kl.image_base_candidates(0x40000000)
     assert 0x40200000 in cands and all(c % 0x80000 == 0 for c in cands)
+
+
+@given(st.integers(0, (1 << 64) - 1))
+def test_currentel_value_holds_only_the_el(cpsr):
+    value = pstate.currentel_value(cpsr)
+    assert value & ~0xC == 0 and value >> 2 == pstate.current_el_from_cpsr(cpsr)
+
+
+@given(st.integers(0, (1 << 64) - 1))
+def test_upper_half_is_va_bit_55(va):
+    from gdb_rkvm.arch.pagetable import is_upper_half
+    assert is_upper_half(va) == bool(va >> 55 & 1)
+    assert is_upper_half(0xFFFF800080000000) and not is_upper_half(0x0000AAAAC0DE0000)
+
+
+@given(st.integers(-0x1000, 0x2000))
+def test_short_slot_name_agrees_with_slot_name(offset):
+    short = vectors.short_slot_name(offset)
+    if short is None:
+        assert vectors.slot_name(offset) == "not in the vector table"
+    else:
+        group = {"cur-sp0": "Current EL with SP0", "cur-spx": "Current EL with SPx",
+                 "lower64": "Lower EL using AArch64", "lower32": "Lower EL using AArch32"}[short.split()[0]]
+        assert vectors.slot_name(offset).startswith(group)

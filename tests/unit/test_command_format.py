@@ -67,7 +67,7 @@ def test_walk_mapped_unmapped_and_mmu_off(cmd):
     assert to_json(tr) == {"va": 0x40A60000, "pa": 0x40A60000, "regime": "EL2", "steps": [], "fault": None,
                            "note": "EL2 MMU off (SCTLR_EL2.M = 0), VA = PA"}
     with pytest.raises(Exception, match="is not mapped"):
-        walk.check_mapped(Translation(1, off, None, None, fault="no"))
+        cmd("base").check_mapped(Translation(1, off, None, None, fault="no"))
 
 
 def test_v2p_disagreeing_formula(cmd):

@@ -61,3 +61,19 @@ def test_checker_sees_a_bad_import(tmp_path, monkeypatch):
     monkeypatch.setitem(globals(), "PACKAGE", fake)
     assert sorted(violations("arch")) == ["arch/bad.py imports gdb", "arch/bad.py imports gdb_rkvm.live",
                                           "arch/bad.py imports gdb_rkvm.live.gdb_target"]
+
+
+def test_commands_do_not_import_each_other():
+    """Commands share through the live layer or commands/base.py, not through another command."""
+    shared = {"base", "completion", "format", "style", "prefix", "settings", "functions"}
+    found = []
+    for path in sorted((PACKAGE / "commands").glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        for name in imported_modules(path):
+            parts = name.split(".")
+            if parts[:2] == ["gdb_rkvm", "commands"] and len(parts) > 2 and parts[2] not in shared:
+                found.append(f"{path.name} imports {name}")
+    assert found == []
+
+
