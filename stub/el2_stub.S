@@ -274,6 +274,10 @@ func rkvm_stub_park
 	wfe
 	b	rkvm_stub_park
 
+
+#include "el2_world_switch.S"
+
+/* Last in the code, so that every other instruction sits where the default stub has it. */
 #ifdef RKVM_STUB_JUMP_TABLE
 	.balign	8
 rkvm_stub_jump_table:
@@ -287,10 +291,8 @@ rkvm_stub_jump_table:
 	.quad	rkvm_stub_vcpu_run
 #endif
 
-#include "el2_world_switch.S"
-
 	/* Host save areas (RKVM_HOST_*), zero until a CPU first runs a guest. */
 	.org	RKVM_OFF_HOST
 	.globl	rkvm_stub_host
 rkvm_stub_host:
-	.org	RKVM_STUB_SIZE
+	.fill	RKVM_STUB_SIZE - RKVM_OFF_HOST, 1, 0	/* data ($d): the stub writes here */

@@ -179,6 +179,7 @@ func rkvm_stub_guest_exit
 	msr	hcr_el2, x3
 	/* VMID 0 for the host: its stage-1 TLB entries must not be tagged with the guest's VMID. */
 	msr	vttbr_el2, xzr
+	isb				/* the host's HCR_EL2 before its EL1 registers go back */
 #ifndef RKVM_STUB_HOST_CLOBBER
 	add	x4, x2, #RKVM_HOST_EL1
 	el1_context load, x4, x3

@@ -10,12 +10,13 @@ import pytest
 from gdb_rkvm.el2lint.compare import is_kernel_va
 from gdb_rkvm.paths import REPO, build_dir
 from tests.conftest import js, no_new_qemu
+from tests.unit.test_el2_copy import table_words
 
 pytestmark = pytest.mark.lab
 
 JT_ELF = REPO / "stub" / "build" / "el2_stub_jt.elf"
 STUB_ELF = REPO / "stub" / "build" / "el2_stub.elf"
-TABLE = list(range(0xD20, 0xD58, 8))   # rkvm_stub_jump_table's seven words
+TABLE = table_words()   # rkvm_stub_jump_table: one word per rkvm call (RKVM_HVC_NR)
 
 
 def lint(*args):
@@ -82,7 +83,7 @@ def test_triage_names_the_jump_table(lab_built, tmp_path):
     found = {f["code"]: f for f in r["findings"]}
     rel = found["el2-code-relocated"]
     assert rel["cpus"] == [0, 1] and "7 kernel virtual address(es)" in rel["summary"]
-    assert any(e.startswith("+0xd20 rkvm_stub_jump_table: 0xffff") and "rkvm_stub_version" in e
+    assert any(e.startswith(f"+{TABLE[0]:#x} rkvm_stub_jump_table: 0xffff") and "rkvm_stub_version" in e
                for e in rel["evidence"])
     fault = found["el2-fault-at-kernel-va"]
     assert fault["cpus"] == [0, 1] and "rkvm_stub_jt_blob+0xc54" in fault["summary"]   # rkvm_stub_set_stack
