@@ -12,6 +12,7 @@
 
 #define ESR_ELx_EC_SHIFT	26
 #define ESR_ELx_EC_HVC64	0x16
+#define HCR_EL2_VM_BIT		0	/* HCR_EL2.VM: stage 2 on, i.e. a guest is what runs below EL2 */
 
 .macro func name
 	.globl	\name
@@ -49,13 +50,36 @@ func rkvm_stub_vectors
 	vec_unexpected rkvm_vec_cur_spx_fiq,      0x300
 	vec_unexpected rkvm_vec_cur_spx_serror,   0x380
 
+	/*
+	 * Lower EL, AArch64: the host's HVCs and every exit of a guest arrive here. HCR_EL2.VM tells them
+	 * apart (1 only between RKVM_HVC_VCPU_RUN's ERET and the exit); it needs a register to test, so
+	 * x0 waits in TPIDR_EL2 (the host's HVC path reads it back, a guest exit saves it in the vCPU).
+	 */
 	.org	0x400
 func rkvm_vec_lower64_sync
+	msr	tpidr_el2, x0
+	mrs	x0, hcr_el2
+	tbnz	x0, #HCR_EL2_VM_BIT, 1f
+	mrs	x0, tpidr_el2
 	b	rkvm_stub_el1_sync
+1:	mov	x0, #RKVM_EXIT_SYNC
+	b	rkvm_stub_guest_exit
 
-	vec_unexpected rkvm_vec_lower64_irq,      0x480
-	vec_unexpected rkvm_vec_lower64_fiq,      0x500
-	vec_unexpected rkvm_vec_lower64_serror,   0x580
+/* IRQ, FIQ, SError: only a guest's (HCR_EL2.IMO/FMO/AMO route them here); the host's are unexpected. */
+.macro vec_guest_exit name, off, reason
+	.org	\off
+func \name
+	msr	tpidr_el2, x0
+	mrs	x0, hcr_el2
+	tbz	x0, #HCR_EL2_VM_BIT, 1f
+	mov	x0, #\reason
+	b	rkvm_stub_guest_exit
+1:	mov	x0, #\off
+	b	rkvm_stub_unexpected
+.endm
+	vec_guest_exit rkvm_vec_lower64_irq,      0x480, RKVM_EXIT_IRQ
+	vec_guest_exit rkvm_vec_lower64_fiq,      0x500, RKVM_EXIT_FIQ
+	vec_guest_exit rkvm_vec_lower64_serror,   0x580, RKVM_EXIT_SERROR
 	vec_unexpected rkvm_vec_lower32_sync,     0x600
 	vec_unexpected rkvm_vec_lower32_irq,      0x680
 	vec_unexpected rkvm_vec_lower32_fiq,      0x700
@@ -115,6 +139,7 @@ rkvm_stub_calls:
 	b	rkvm_stub_set_prev
 	b	rkvm_stub_restore
 	b	rkvm_stub_fault
+	b	rkvm_stub_vcpu_run
 
 func rkvm_stub_version
 	mov	x0, #(RKVM_ABI_VERSION & 0xffff)
@@ -249,6 +274,10 @@ func rkvm_stub_park
 	wfe
 	b	rkvm_stub_park
 
+
+#include "el2_world_switch.S"
+
+/* Last in the code, so that every other instruction sits where the default stub has it. */
 #ifdef RKVM_STUB_JUMP_TABLE
 	.balign	8
 rkvm_stub_jump_table:
@@ -259,6 +288,11 @@ rkvm_stub_jump_table:
 	.quad	rkvm_stub_set_prev
 	.quad	rkvm_stub_restore
 	.quad	rkvm_stub_fault
+	.quad	rkvm_stub_vcpu_run
 #endif
 
-	.org	RKVM_STUB_SIZE
+	/* Host save areas (RKVM_HOST_*), zero until a CPU first runs a guest. */
+	.org	RKVM_OFF_HOST
+	.globl	rkvm_stub_host
+rkvm_stub_host:
+	.fill	RKVM_STUB_SIZE - RKVM_OFF_HOST, 1, 0	/* data ($d): the stub writes here */

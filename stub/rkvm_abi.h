@@ -30,7 +30,11 @@
 #define RKVM_HVC_SET_PREV	0x524b0004	/* x1 = PA of the vectors to put back on unload */
 #define RKVM_HVC_RESTORE	0x524b0005	/* VBAR_EL2 = the saved previous vectors */
 #define RKVM_HVC_FAULT		0x524b0006	/* take a BRK at EL2 on purpose: the CPU parks */
-#define RKVM_HVC_NR		7
+#define RKVM_HVC_VCPU_RUN	0x524b0007	/* x1 = PA of a vCPU (RKVM_VCPU_*): run it until its next exit
+						 * -> x0 = RKVM_EXIT_*, x1 = the vCPU's PA. Needs SP_EL2
+						 * (RKVM_HVC_SET_STACK). Clobbers x2-x17; x18-x30, SP_EL0
+						 * and SP_EL1 and the EL1 system registers come back. */
+#define RKVM_HVC_NR		8
 
 #define RKVM_PING_XOR		0x524b564d
 
@@ -64,6 +68,8 @@
 #define RKVM_EV_HVC_ISSUED	3	/* arg = function ID in x0 */
 #define RKVM_EV_REMOVED		4	/* arg = number of CPUs restored */
 #define RKVM_EV_HVC_RETURNED	5	/* arg = x0 returned */
+#define RKVM_EV_GUEST_ENTER	6	/* arg = PA of the vCPU about to run (before RKVM_HVC_VCPU_RUN) */
+#define RKVM_EV_GUEST_EXIT	7	/* arg = RKVM_EXIT_* it returned (ESR etc. in the vCPU's exit record) */
 
 #define RKVM_MAX_CPUS		8
 #define RKVM_OFF_DATA		0x800
@@ -85,12 +91,95 @@
 #define RKVM_FAULT_VECTOR	0x28	/* offset of the vector slot taken */
 #define RKVM_FAULT_X0		0x30
 #define RKVM_FAULT_MPIDR	0x38
-#define RKVM_OFF_CODE		0xb00
-#define RKVM_STUB_SIZE		0x1000
+#define RKVM_OFF_CODE		0xb00	/* code runs up to RKVM_OFF_HOST */
 
-/* Module allocation: page 0 holds the stub, pages 1-3 the per-CPU EL2 stacks (room for 12; 8 used). */
-#define RKVM_STUB_ORDER		2
+/*
+ * Host save area: one record per CPU (RKVM_HOST_SIZE bytes, indexed like the slots above), written by
+ * RKVM_HVC_VCPU_RUN before it enters a guest and read back on the guest's exit. While IN_GUEST is 1
+ * the CPU's live EL1 registers are the guest's and the host's are here.
+ */
+#define RKVM_OFF_HOST		0x2000
+#define RKVM_HOST_SHIFT		9
+#define RKVM_HOST_SIZE		(1 << RKVM_HOST_SHIFT)
+#define RKVM_HOST_IN_GUEST	0x000	/* 1 from the guest's entry to its exit */
+#define RKVM_HOST_VCPU		0x008	/* PA of the vCPU running (or that ran last) */
+#define RKVM_HOST_ELR_EL2	0x010	/* the host's return address: right after its HVC */
+#define RKVM_HOST_SPSR_EL2	0x018	/* the host's PSTATE at the HVC */
+#define RKVM_HOST_HCR_EL2	0x020	/* the host's HCR_EL2, put back on exit (VM = 0) */
+#define RKVM_HOST_SP_EL0	0x028	/* Linux keeps `current` here */
+#define RKVM_HOST_SP_EL1	0x030
+#define RKVM_HOST_RUNS		0x038	/* guest entries on this CPU */
+#define RKVM_HOST_X18		0x040	/* x18-x30, 8 bytes each (x(18+n) at RKVM_HOST_X18 + 8n) */
+#define RKVM_HOST_EL1		0x100	/* an EL1 context (RKVM_EL1_* offsets): the host's */
+
+/* An EL1 context: the system registers a world switch saves and loads (host's and guest's alike). */
+#define RKVM_EL1_SCTLR		0x00
+#define RKVM_EL1_TTBR0		0x08
+#define RKVM_EL1_TTBR1		0x10
+#define RKVM_EL1_TCR		0x18
+#define RKVM_EL1_MAIR		0x20
+#define RKVM_EL1_AMAIR		0x28
+#define RKVM_EL1_VBAR		0x30
+#define RKVM_EL1_ELR		0x38
+#define RKVM_EL1_SPSR		0x40
+#define RKVM_EL1_ESR		0x48
+#define RKVM_EL1_FAR		0x50
+#define RKVM_EL1_TPIDR		0x58	/* TPIDR_EL1 */
+#define RKVM_EL1_CONTEXTIDR	0x60
+#define RKVM_EL1_CPACR		0x68
+#define RKVM_EL1_AFSR0		0x70
+#define RKVM_EL1_AFSR1		0x78
+#define RKVM_EL1_PAR		0x80
+#define RKVM_EL1_CNTKCTL	0x88
+#define RKVM_EL1_TPIDR_EL0	0x90
+#define RKVM_EL1_TPIDRRO_EL0	0x98
+#define RKVM_EL1_CSSELR		0xa0
+#define RKVM_EL1_SIZE		0xa8
+
+#define RKVM_STUB_SIZE		0x3000	/* the blob: vectors, data, code, host save areas */
+
+/* Module allocation: pages 0-2 hold the stub, pages 3-7 the per-CPU EL2 stacks (room for 20; 8 used). */
+#define RKVM_STUB_ORDER		3
 #define RKVM_STACK_SIZE		0x400
-#define RKVM_OFF_STACKS		0x1000
+#define RKVM_OFF_STACKS		0x3000
+
+/*
+ * A vCPU: what RKVM_HVC_VCPU_RUN loads (x1 = its PA, 16-byte aligned, in memory EL2 reaches with its
+ * MMU off) and what it saves back on the exit. rkvm.ko allocates it with alloc_pages.
+ */
+#define RKVM_VCPU_X0		0x000	/* x0-x30, 8 bytes each (xn at RKVM_VCPU_X0 + 8n) */
+#define RKVM_VCPU_SP_EL0	0x0f8
+#define RKVM_VCPU_PC		0x100	/* ELR_EL2 at entry/exit: where the guest runs next */
+#define RKVM_VCPU_PSTATE	0x108	/* SPSR_EL2 at entry/exit (0x3c5 = EL1h, DAIF masked) */
+#define RKVM_VCPU_SP_EL1	0x110
+#define RKVM_VCPU_HCR_EL2	0x118	/* the HCR_EL2 the guest runs with (VM = 1) */
+#define RKVM_VCPU_VTTBR_EL2	0x120	/* VMID in [55:48], stage-2 table PA in BADDR */
+#define RKVM_VCPU_VTCR_EL2	0x128
+#define RKVM_VCPU_EXIT_REASON	0x130	/* RKVM_EXIT_* of the last exit */
+#define RKVM_VCPU_EXIT_ESR	0x138	/* ESR_EL2 at the last exit */
+#define RKVM_VCPU_EXIT_FAR	0x140	/* FAR_EL2 */
+#define RKVM_VCPU_EXIT_HPFAR	0x148	/* HPFAR_EL2: IPA[47:12] in [43:4], valid on stage-2 aborts */
+#define RKVM_VCPU_EXIT_COUNT	0x150	/* exits so far */
+#define RKVM_VCPU_EL1		0x180	/* the guest's EL1 context (RKVM_EL1_* offsets) */
+#define RKVM_VCPU_SIZE		0x400
+
+/* Exit reasons: which VBAR_EL2 lower-EL vector the guest left through. SYNC exits: see ESR_EL2.EC. */
+#define RKVM_EXIT_SYNC		1
+#define RKVM_EXIT_IRQ		2
+#define RKVM_EXIT_FIQ		3
+#define RKVM_EXIT_SERROR	4
+
+/* The hypercalls the lab's guest makes (`hvc #0`, x0 = call, x1 = argument): rkvm.ko handles them. */
+#define RKVM_GUEST_HC_PRINT	1	/* x1 = a number to log */
+#define RKVM_GUEST_HC_DONE	2	/* x1 = the guest's result: stop running it */
+#define RKVM_GUEST_HC_PANIC	3	/* x1 = ESR_EL1: the guest took an exception it did not expect */
+
+/* The lab guest's physical (IPA) layout, chosen by rkvm.ko (docs/lab.md). */
+#define RKVM_GUEST_RAM_IPA	0x80000000	/* the image is loaded here; the guest starts at it */
+#define RKVM_GUEST_RAM_SIZE	0x10000
+#define RKVM_GUEST_UART_IPA	0x09000000	/* left out of stage 2: every access exits (emulated MMIO) */
+#define RKVM_GUEST_UART_VA	0x49000000	/* where the guest's own stage 1 maps the UART */
+#define RKVM_GUEST_UART_DR	0x00		/* write: a character to the host's log */
+#define RKVM_GUEST_UART_FR	0x18		/* read: 0 (never busy) */
 
 #endif

@@ -91,3 +91,113 @@ def cpu_records(page: bytes, cpus: list[int]) -> dict:
                 "x0": u64(f + c["RKVM_FAULT_X0"]), "mpidr": u64(f + c["RKVM_FAULT_MPIDR"])},
         }
     return out
+
+
+# ---- the guest world: RKVM_HVC_VCPU_RUN's vCPU, the per-CPU host save area, exit reasons ----
+
+def _u64(data: bytes, off: int) -> int:
+    return int.from_bytes(data[off:off + 8], "little")
+
+
+def el1_fields() -> dict[str, int]:
+    """An EL1 context's registers by architectural name ('SCTLR_EL1': 0, ..., 'TPIDR_EL0': 0x90)."""
+    out = {}
+    for k, v in constants().items():
+        if k.startswith("RKVM_EL1_") and k != "RKVM_EL1_SIZE":
+            name = k[len("RKVM_EL1_"):]
+            out[name if name.endswith("_EL0") else name + "_EL1"] = v
+    return out
+
+
+def exit_reasons() -> dict[int, str]:
+    """RKVM_EXIT_* by number: {1: 'sync', 2: 'irq', ...}."""
+    return {v: k[len("RKVM_EXIT_"):].lower() for k, v in constants().items() if k.startswith("RKVM_EXIT_")}
+
+
+def _el1_context(data: bytes, base: int) -> dict[str, int]:
+    return {name: _u64(data, base + off) for name, off in el1_fields().items()}
+
+
+@dataclass(frozen=True)
+class ExitRecord:
+    """The last exit a vCPU took, as the stub saved it."""
+
+    reason: str          # 'sync', 'irq', ... or the number when unknown
+    esr: int             # ESR_EL2
+    far: int             # FAR_EL2
+    hpfar: int           # HPFAR_EL2
+    count: int
+
+    @property
+    def ipa(self) -> int:
+        """The faulting IPA of a stage-2 abort: HPFAR_EL2.FIPA gives the page, FAR_EL2 the offset in it."""
+        return ((self.hpfar >> 4) << 12) | (self.far & 0xFFF)
+
+
+@dataclass(frozen=True)
+class VcpuState:
+    """A vCPU structure (RKVM_VCPU_*), read from its bytes."""
+
+    x: tuple[int, ...]   # x0..x30
+    sp_el0: int
+    sp_el1: int
+    pc: int
+    pstate: int
+    hcr_el2: int
+    vttbr_el2: int
+    vtcr_el2: int
+    exit: ExitRecord
+    el1: dict
+
+    @property
+    def vmid(self) -> int:
+        return (self.vttbr_el2 >> 48) & 0xFF
+
+
+def vcpu_state(data: bytes) -> VcpuState | None:
+    """Decode a vCPU's bytes; None when fewer than RKVM_VCPU_SIZE bytes were readable."""
+    c = constants()
+    if len(data) < c["RKVM_VCPU_SIZE"]:
+        return None
+    reason = _u64(data, c["RKVM_VCPU_EXIT_REASON"])
+    return VcpuState(
+        x=tuple(_u64(data, c["RKVM_VCPU_X0"] + 8 * n) for n in range(31)),
+        sp_el0=_u64(data, c["RKVM_VCPU_SP_EL0"]), sp_el1=_u64(data, c["RKVM_VCPU_SP_EL1"]),
+        pc=_u64(data, c["RKVM_VCPU_PC"]), pstate=_u64(data, c["RKVM_VCPU_PSTATE"]),
+        hcr_el2=_u64(data, c["RKVM_VCPU_HCR_EL2"]), vttbr_el2=_u64(data, c["RKVM_VCPU_VTTBR_EL2"]),
+        vtcr_el2=_u64(data, c["RKVM_VCPU_VTCR_EL2"]),
+        exit=ExitRecord(exit_reasons().get(reason, str(reason)), _u64(data, c["RKVM_VCPU_EXIT_ESR"]),
+                        _u64(data, c["RKVM_VCPU_EXIT_FAR"]), _u64(data, c["RKVM_VCPU_EXIT_HPFAR"]),
+                        _u64(data, c["RKVM_VCPU_EXIT_COUNT"])),
+        el1=_el1_context(data, c["RKVM_VCPU_EL1"]))
+
+
+@dataclass(frozen=True)
+class HostSave:
+    """One CPU's host save area in the stub (RKVM_HOST_*): while in_guest, the host's EL1 state is here."""
+
+    in_guest: bool
+    vcpu_pa: int
+    elr_el2: int
+    spsr_el2: int
+    hcr_el2: int
+    sp_el0: int
+    sp_el1: int
+    runs: int
+    x18_x30: tuple[int, ...]
+    el1: dict
+
+
+def host_save(stub: bytes, cpu: int) -> HostSave | None:
+    """The host save area of `cpu` in the stub's bytes; None for a CPU without a slot or a short read."""
+    c = constants()
+    base = c["RKVM_OFF_HOST"] + cpu * c["RKVM_HOST_SIZE"]
+    if not 0 <= cpu < c["RKVM_MAX_CPUS"] or len(stub) < base + c["RKVM_HOST_SIZE"]:
+        return None
+    return HostSave(
+        in_guest=_u64(stub, base + c["RKVM_HOST_IN_GUEST"]) != 0, vcpu_pa=_u64(stub, base + c["RKVM_HOST_VCPU"]),
+        elr_el2=_u64(stub, base + c["RKVM_HOST_ELR_EL2"]), spsr_el2=_u64(stub, base + c["RKVM_HOST_SPSR_EL2"]),
+        hcr_el2=_u64(stub, base + c["RKVM_HOST_HCR_EL2"]), sp_el0=_u64(stub, base + c["RKVM_HOST_SP_EL0"]),
+        sp_el1=_u64(stub, base + c["RKVM_HOST_SP_EL1"]), runs=_u64(stub, base + c["RKVM_HOST_RUNS"]),
+        x18_x30=tuple(_u64(stub, base + c["RKVM_HOST_X18"] + 8 * n) for n in range(13)),
+        el1=_el1_context(stub, base + c["RKVM_HOST_EL1"]))

@@ -34,7 +34,8 @@ from gdb_rkvm.qemu import profiles, qemu_process
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.paths import open_private, private_dir, session_dir, write_atomic
 
-MODES = ("good", "vmalloc", "one-cpu", "nostack", "jump-table")
+MODES = ("good", "vmalloc", "one-cpu", "nostack", "jump-table", "s2-vmalloc", "s2-hole", "host-clobber",
+         "vtcr-mismatch")
 SOCKET_PATH_MAX = 107   # sockaddr_un.sun_path is 108 bytes with its terminating NUL
 _FILES = ("session.json", "serial.log", "qemu.log", "console.sock", "gdb.sock", "qmp.sock")
 _SOCKETS = ("gdb.sock", "console.sock", "qmp.sock")

@@ -97,7 +97,8 @@ def test_a_day_at_the_prompt(start_lab, gdb_on):
     vbar = mi.check("rkvm sysreg VBAR_EL2")
     assert re.fullmatch(r"VBAR_EL2 = (0x[0-9a-f]+)  <rkvm_vec_cur_sp0_sync> the rkvm EL2 stub", vbar.strip()), vbar
     assert mi.check("rkvm esr 0x96000045").startswith("ESR = 0x96000045  EC 0x25 DABT_CUR")
-    assert "b #0x" in (v := mi.check("rkvm vectors el2 --count 1")) and "<rkvm_stub_el1_sync>" in v
+    # the lower-EL sync slot tests HCR_EL2.VM (host HVC or guest exit), then branches to the HVC handler
+    assert "b #0x" in (v := mi.check("rkvm vectors el2 --count 5")) and "<rkvm_stub_el1_sync>" in v
     walk = mi.check("rkvm walk start_kernel")
     assert "unmapped: translation fault" in walk and "init sections" in walk and "free_initmem" in walk
     el2 = mi.check("rkvm walk --regime el2 rkvm_debug")

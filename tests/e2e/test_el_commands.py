@@ -21,7 +21,8 @@ def test_cpus_shows_the_stub_on_every_cpu(installed_lab):
         assert c["vbar_el2_kind"] == "rkvm-stub"
         assert c["el"] == 1 and c["mode"] == "EL1h"
         # SP_EL2 was set per CPU by RKVM_HVC_SET_STACK: CPU n's stack top
-        assert c["sp_el2"] == event["stub_pa"] + 0x1000 + (c["cpu"] + 1) * stub_abi.value("RKVM_STACK_SIZE")
+        stacks = event["stub_pa"] + stub_abi.value("RKVM_OFF_STACKS")
+        assert c["sp_el2"] == stacks + (c["cpu"] + 1) * stub_abi.value("RKVM_STACK_SIZE")
     assert r["warnings"] == []
     assert r["rkvm_stub_pas"] == [event["stub_pa"]]
     # the hyp-stub's PA is what the module saved to put back
@@ -64,7 +65,9 @@ def test_vectors_el2_names_the_stub_slots(installed_lab):
     assert r["physical"] and r["vbar"] == event["stub_pa"]
     slots = {s["offset"]: s for s in r["slots"]}
     assert slots[0x400]["symbol"] == "rkvm_vec_lower64_sync"
-    assert slots[0x400]["instructions"][0]["text"].startswith("b ")
+    # the host's HVCs and the guests' exits share the slot: HCR_EL2.VM tells them apart, x0 parked in TPIDR_EL2
+    texts = [i["text"] for i in slots[0x400]["instructions"]]
+    assert texts[:2] == ["msr tpidr_el2, x0", "mrs x0, hcr_el2"]
     assert slots[0x200]["symbol"] == "rkvm_vec_cur_spx_sync"
     assert slots[0x200]["instructions"][0]["text"] == "msr tpidr_el2, x0"
     text = mi.check("rkvm vectors el2")

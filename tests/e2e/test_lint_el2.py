@@ -10,12 +10,14 @@ import pytest
 from gdb_rkvm.model.el2lint.compare import is_kernel_va
 from gdb_rkvm.paths import REPO, build_dir
 from tests.conftest import js, no_new_qemu
+from tests.unit.test_el2_copy import jt_symbol, table_words
 
 pytestmark = pytest.mark.lab
 
 JT_ELF = REPO / "stub" / "build" / "el2_stub_jt.elf"
 STUB_ELF = REPO / "stub" / "build" / "el2_stub.elf"
-TABLE = list(range(0xD20, 0xD58, 8))   # rkvm_stub_jump_table's seven words
+TABLE = table_words()   # rkvm_stub_jump_table: one word per rkvm call (RKVM_HVC_NR)
+N = len(TABLE)
 
 
 def lint(*args):
@@ -28,7 +30,7 @@ def test_lint_the_built_modules(lab_built):
     assert res.returncode == 1, res.stderr
     r = json.loads(res.stdout)
     assert r["kind"] == "module" and [x["section"] for x in r["ranges"]] == [".text.rkvm_stub_jt"]
-    assert [f["check"] for f in r["findings"]] == ["absolute-address"] * 7
+    assert [f["check"] for f in r["findings"]] == ["absolute-address"] * N
     assert [f["offset"] for f in r["findings"]] == TABLE
     assert "module loader writes a kernel virtual address" in r["findings"][0]["why"]
     res = lint(build_dir() / "module" / "rkvm.ko", "--symbol", "rkvm_stub_blob")   # mode=good's flat copy
@@ -52,15 +54,15 @@ def test_stub_elf_finds_the_relocated_words(start_lab, gdb_on):
         assert is_kernel_va(d["memory"]) and d["memory"] == module_va + d["elf"], d   # the loader's work
     assert copy["diffs"][0]["target"] == "rkvm_stub_version"
     # the lint from inside GDB, without FILE: the EL2 ELF `rkvm stub --elf` loaded last
-    assert len(js(mi.check("rkvm lint-el2 --json", timeout=60))["findings"]) == 7
+    assert len(js(mi.check("rkvm lint-el2 --json", timeout=60))["findings"]) == N
     text = mi.check(f"rkvm stub --elf {JT_ELF}", timeout=60)
-    assert "7 word(s) differ from the ELF: 7 relocated by the module loader" in text
+    assert f"{N} word(s) differ from the ELF: {N} relocated by the module loader" in text
     assert "rkvm_stub_jump_table" in text and "relocated: kernel virtual addresses" in text
     # the default stub's ELF is not what this mode copied: the dispatch differs too
     other = js(mi.check(f"rkvm stub --elf {STUB_ELF} --json", timeout=60))
     assert "differs" in next(c for c in other["copy"] if c["vbar_el2"] == vbar)["causes"]
     out = mi.check(f"rkvm lint-el2 {REPO / 'stub/build/el2_stub_jt.o'}", timeout=60)
-    assert "error: absolute-address at rkvm_stub_jump_table" in out and "7 finding(s)" in out
+    assert "error: absolute-address at rkvm_stub_jump_table" in out and f"{N} finding(s)" in out
     res = mi.console("rkvm lint-el2 /nonexistent/el2.o")
     assert not res.ok and res.error == "rkvm lint-el2: /nonexistent/el2.o: no such file"
 
@@ -81,11 +83,12 @@ def test_triage_names_the_jump_table(lab_built, tmp_path):
     r = json.loads((out / "report.json").read_text())
     found = {f["code"]: f for f in r["findings"]}
     rel = found["el2-code-relocated"]
-    assert rel["cpus"] == [0, 1] and "7 kernel virtual address(es)" in rel["summary"]
-    assert any(e.startswith("+0xd20 rkvm_stub_jump_table: 0xffff") and "rkvm_stub_version" in e
+    assert rel["cpus"] == [0, 1] and f"{N} kernel virtual address(es)" in rel["summary"]
+    assert any(e.startswith(f"+{TABLE[0]:#x} rkvm_stub_jump_table: 0xffff") and "rkvm_stub_version" in e
                for e in rel["evidence"])
     fault = found["el2-fault-at-kernel-va"]
-    assert fault["cpus"] == [0, 1] and "rkvm_stub_jt_blob+0xc54" in fault["summary"]   # rkvm_stub_set_stack
+    set_stack = jt_symbol("rkvm_stub_set_stack")
+    assert fault["cpus"] == [0, 1] and f"rkvm_stub_jt_blob+{set_stack:#x}" in fault["summary"]
     assert "el2-parked" in found
     codes = [f["code"] for f in r["findings"]]
     assert codes.index("el2-code-relocated") < codes.index("el2-parked")

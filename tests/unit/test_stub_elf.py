@@ -79,7 +79,7 @@ def test_abi_header_parses_the_kernel_calls():
 def test_debug_events_come_from_the_abi_header():
     from gdb_rkvm.model import stub_abi
     assert stub_abi.EVENTS == {"installed-cpu": 1, "installed-all": 2, "hvc-issued": 3, "removed": 4,
-                               "hvc-returned": 5}
+                               "hvc-returned": 5, "guest-enter": 6, "guest-exit": 7}
     ev = stub_abi.DebugEvent.from_registers(0xdead_0000_0000_0001, 0xffff_ffff_0000_0001, 0x40a60000, 0x40a60000)
     assert ev == stub_abi.DebugEvent("installed-cpu", 1, 0x40a60000, 0x40a60000)
     assert stub_abi.DebugEvent.from_registers(99, 0, 0, 0).event == "99"

@@ -738,6 +738,8 @@ class Checker:
         for o, insn in code.insns.items():
             if insn.kind not in (a64.MRS, a64.MSR) or insn.sysreg not in a64.EL2_COUNTERPART or not self.reported(o):
                 continue
+            if self._context_switch(o, insn):
+                continue
             el2 = a64.EL2_COUNTERPART[insn.sysreg]
             verb = "reads" if insn.kind == a64.MRS else "writes"
             if insn.sysreg in a64.EXCEPTION_STATE_EL1:
@@ -749,6 +751,15 @@ class Checker:
                      f"at EL2 this {verb} {insn.sysreg}: {about}. With HCR_EL2.E2H == 1 (VHE) the same encoding "
                      f"reaches {el2} instead, so the code means different things on different hosts. Right only "
                      "when saving or restoring EL1's context; otherwise name the EL2 register.")
+
+    def _context_switch(self, o: int, insn) -> bool:
+        """A world switch saving or loading EL1's context: `mrs xN, <EL1 reg>` straight into a store of
+        xN, or `msr <EL1 reg>, xN` straight from a load of xN. Saving and restoring is the one right use."""
+        if insn.kind == a64.MRS:
+            nxt = self.code.insns.get(o + 4)
+            return bool(nxt and nxt.kind == a64.MEMORY and nxt.mem_write and insn.writes & nxt.reads)
+        prev = self.code.insns.get(o - 4)
+        return bool(prev and prev.kind == a64.MEMORY and not prev.mem_write and insn.reads & prev.writes)
 
     def check_shared_stack(self) -> None:
         """mov sp, xN where xN is an adr result and no per-CPU value (MPIDR_EL1, TPIDR_EL2) went into it."""

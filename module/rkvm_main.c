@@ -14,6 +14,7 @@
  *            (.quad label), assembled into this module: the module loader fills the table with
  *            kernel VAs, the copy keeps them, and the first rkvm call (SET_STACK) branches to one at
  *            EL2 with the MMU off. `rkvm lint-el2` and `rkvm triage` both name it (docs/el2-copy.md).
+ * The guest's modes (rkvm_guest.c, docs/lab.md): s2-vmalloc, s2-hole, host-clobber, vtcr-mismatch.
  */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -33,8 +34,11 @@
 #include <linux/atomic.h>
 
 #include "rkvm_abi.h"
+#include "rkvm_lab.h"
 #include "stub_blob.h"
-/* The jump-table variant of the stub, assembled into this module (rkvm_stub_jt_blob, 4 KiB). */
+/* mode=host-clobber's stub: its world switch does not load the host's EL1 state back. */
+#include "stub_hc_blob.h"
+/* The jump-table variant of the stub, assembled into this module (rkvm_stub_jt_blob, RKVM_STUB_SIZE). */
 #include "stub_jt_asm.h"
 extern const unsigned char rkvm_stub_jt_blob[];
 
@@ -43,14 +47,17 @@ MODULE_DESCRIPTION("rkvm lab module: installs an EL2 stub through the hyp-stub")
 
 static char *mode = "good";
 module_param(mode, charp, 0444);
-MODULE_PARM_DESC(mode, "good | vmalloc | one-cpu | nostack | jump-table");
+MODULE_PARM_DESC(mode, "good | vmalloc | one-cpu | nostack | jump-table | s2-vmalloc | s2-hole | host-clobber | vtcr-mismatch");
 
 /* Not exported by the kernel: the lab's init passes it from /proc/kallsyms. */
 static unsigned long hyp_stub_vectors;
 module_param(hyp_stub_vectors, ulong, 0444);
 MODULE_PARM_DESC(hyp_stub_vectors, "VA of __hyp_stub_vectors, to put back on unload");
 
-enum rkvm_mode { RKVM_MODE_GOOD, RKVM_MODE_VMALLOC, RKVM_MODE_ONE_CPU, RKVM_MODE_NOSTACK, RKVM_MODE_JUMP_TABLE };
+static const char *const mode_names[] = {
+	"good", "vmalloc", "one-cpu", "nostack", "jump-table",
+	"s2-vmalloc", "s2-hole", "host-clobber", "vtcr-mismatch",
+};
 
 /* Debugger hook events: RKVM_EV_* in rkvm_abi.h (docs/debugger-hook.md). */
 
@@ -79,8 +86,6 @@ struct rkvm_debug_state {
 
 struct rkvm_debug_state rkvm_debug;
 EXPORT_SYMBOL_GPL(rkvm_debug);
-
-void rkvm_debug_event(u32 event, u32 cpu, u64 stub_pa, u64 arg);
 
 /*
  * Called at every lifecycle event; a debugger breaks here (GDB's JIT interface and
@@ -116,8 +121,13 @@ static noinline u64 rkvm_hvc_hyp_stub(u64 fn, u64 arg)
 	return x0;
 }
 
+u64 rkvm_stub_pa(void)
+{
+	return rkvm_debug.stub_pa;
+}
+
 /* One rkvm call on this CPU. Returns x0; *x1_out gets x1. */
-static noinline u64 rkvm_hvc(u64 fn, u64 arg, u64 *x1_out)
+noinline u64 rkvm_hvc(u64 fn, u64 arg, u64 *x1_out)
 {
 	register u64 x0 asm("x0");
 	register u64 x1 asm("x1");
@@ -208,6 +218,7 @@ static void rkvm_restore_this_cpu(void *unused)
 
 /* ---- debugfs: echo "ping 5" > /sys/kernel/debug/rkvm/hvc; cat /sys/kernel/debug/rkvm/hvc ---- */
 
+/* Not vcpu_run: that one takes a vCPU, through /sys/kernel/debug/rkvm/guest. */
 static const char *const hvc_names[] = {
 	"version", "ping", "sysreg", "set_stack", "set_prev", "restore", "fault",
 };
@@ -280,10 +291,8 @@ static const struct file_operations hvc_fops = {
 
 static int state_show(struct seq_file *m, void *v)
 {
-	static const char *const modes[] = { "good", "vmalloc", "one-cpu", "nostack", "jump-table" };
-
 	seq_printf(m, "mode %s\nstub_pa %#llx\nstub_va %#llx\nvbar_written %#llx\n",
-		   modes[rkvm_debug.mode], rkvm_debug.stub_pa, rkvm_debug.stub_va,
+		   mode_names[rkvm_debug.mode], rkvm_debug.stub_pa, rkvm_debug.stub_va,
 		   rkvm_debug.vbar_written);
 	seq_printf(m, "prev_vectors_pa %#llx\ninstalled_mask %#llx\n",
 		   rkvm_debug.prev_vectors_pa, rkvm_debug.installed_mask);
@@ -296,11 +305,10 @@ DEFINE_SHOW_ATTRIBUTE(state);
 
 static int rkvm_parse_mode(void)
 {
-	static const char *const modes[] = { "good", "vmalloc", "one-cpu", "nostack", "jump-table" };
 	int i;
 
-	for (i = 0; i < ARRAY_SIZE(modes); i++)
-		if (!strcmp(mode, modes[i]))
+	for (i = 0; i < ARRAY_SIZE(mode_names); i++)
+		if (!strcmp(mode, mode_names[i]))
 			return i;
 	return -EINVAL;
 }
@@ -368,7 +376,10 @@ static int rkvm_init(void)
 	}
 	stub_va = page_address(stub_pages);
 	/* mode=jump-table copies the variant built into the module: its table already holds kernel VAs. */
-	memcpy(stub_va, rkvm_mode == RKVM_MODE_JUMP_TABLE ? rkvm_stub_jt_blob : rkvm_stub_blob,
+	BUILD_BUG_ON(sizeof(rkvm_stub_blob) != RKVM_STUB_SIZE || sizeof(rkvm_stub_hc_blob) != RKVM_STUB_SIZE);
+	BUILD_BUG_ON(RKVM_OFF_STACKS + (RKVM_MAX_CPUS + 1) * RKVM_STACK_SIZE > (PAGE_SIZE << RKVM_STUB_ORDER));
+	memcpy(stub_va, rkvm_mode == RKVM_MODE_JUMP_TABLE ? rkvm_stub_jt_blob :
+	       rkvm_mode == RKVM_MODE_HOST_CLOBBER ? rkvm_stub_hc_blob : rkvm_stub_blob,
 	       sizeof(rkvm_stub_blob));
 	/* EL2 fetches these instructions through a different regime: clean D, invalidate I to PoU. */
 	caches_clean_inval_pou((unsigned long)stub_va, (unsigned long)stub_va + sizeof(rkvm_stub_blob));
@@ -387,6 +398,11 @@ static int rkvm_init(void)
 	debug_dir = debugfs_create_dir("rkvm", NULL);
 	debugfs_create_file("hvc", 0600, debug_dir, NULL, &hvc_fops);
 	debugfs_create_file("state", 0400, debug_dir, NULL, &state_fops);
+	ret = rkvm_guest_init(debug_dir, rkvm_mode);
+	if (ret) {
+		debugfs_remove_recursive(debug_dir);
+		goto fail;
+	}
 
 	cpus_read_lock();
 	if (rkvm_mode == RKVM_MODE_ONE_CPU) {
@@ -421,6 +437,7 @@ static void rkvm_exit(void)
 		       rkvm_debug.installed_mask);
 		stub_pages = NULL;
 	}
+	rkvm_guest_free();
 	rkvm_free_buffers();
 	pr_info("rkvm: removed\n");
 }
