@@ -17,10 +17,12 @@ _SCALARS = {int: "integer", float: "number", str: "string", bool: "boolean", typ
 
 
 def to_json(value):
-    """A record (or list/dict of them) as JSON-ready values: a record's own to_json() when it has one
-    (to keep the keys its consumers know), else its fields by name."""
+    """A record (or list/dict of them) as JSON-ready values: a record's own to_json() or to_dict() when it
+    has one (to keep the keys its consumers know), else its fields by name."""
     if hasattr(value, "to_json") and not isinstance(value, type):
         return value.to_json()
+    if hasattr(value, "to_dict") and not isinstance(value, type):   # arch/ and live/ records' published shape
+        return to_json(value.to_dict())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
