@@ -14,7 +14,7 @@ import re
 
 import gdb
 
-from gdb_rkvm.arch import pstate
+from gdb_rkvm.arch import pstate, regfields
 from gdb_rkvm.arch.fields import MASK64
 from gdb_rkvm.model import stub_abi
 from gdb_rkvm.errors import RkvmError
@@ -153,10 +153,35 @@ def _check_range(addr: int, size: int, what: str) -> None:
         raise RkvmError(f"cannot read {size} bytes at {what} {addr:#x}: past the end of the 64-bit address space")
 
 
+def in_guest(cpu: int | None = None) -> bool:
+    """Whether `cpu` runs the lab's guest: HCR_EL2.VM = 1 (the stub's world switch sets it only for the
+    guest), so its live EL1 registers (TTBR1_EL1...) are the guest's, not the kernel's. False when
+    HCR_EL2 cannot be read (a gdbstub without EL2 registers has no guest either)."""
+    try:
+        return regfields.stage2_enabled(read_register("HCR_EL2", cpu))
+    except RkvmError:
+        return False
+
+
+def sees_kernel(cpu: int | None = None) -> bool:
+    """Whether GDB's reads through `cpu` see kernel virtual memory: at EL1, in the host."""
+    return current_el(cpu) == 1 and not in_guest(cpu)
+
+
 def cpu_at_el1() -> int | None:
-    """The first vCPU at EL1 (where the kernel's virtual addresses translate), or None."""
+    """The first vCPU at EL1 in the host (where the kernel's virtual addresses translate), or None."""
     for n, _ in cpu_threads():
-        if current_el(n) == 1:
+        if sees_kernel(n):
+            return n
+    return None
+
+
+def host_cpu() -> int | None:
+    """A vCPU whose live EL1 registers are the kernel's (not in the guest), the selected one first."""
+    thread = gdb.selected_thread()
+    order = ([cpu_of(thread)] if thread is not None else []) + [n for n, _ in cpu_threads()]
+    for n in order:
+        if not in_guest(n):
             return n
     return None
 
@@ -172,16 +197,19 @@ def evaluate_in_kernel_view(evaluate, expression: str):
         return evaluate()
     except gdb.MemoryError:
         thread = gdb.selected_thread()
-        if thread is None or current_el(cpu_of(thread)) != 2:
+        if thread is None or sees_kernel(cpu_of(thread)):
             raise
         here = cpu_of(thread)
+        why = "from the guest (HCR_EL2.VM = 1: its EL1 registers are the guest's)" if in_guest(here) else \
+            "from EL2 (MMU off)"
         other = cpu_at_el1()
         if other is None:
-            raise RkvmError(f"'{expression}' reads kernel memory, and every CPU is at EL2 (MMU off: addresses are "
-                            "physical there); step one back to EL1 first ('rkvm step-el2')") from None
+            raise RkvmError(f"'{expression}' reads kernel memory, and no CPU is at EL1 in the host (at EL2 the MMU "
+                            "is off: addresses are physical there; in the guest EL1 is the guest's); step one back "
+                            "to the kernel first ('rkvm step-el2')") from None
         if "$" in expression:
-            raise RkvmError(f"'{expression}' reads kernel memory, which CPU {here} cannot see from EL2 (MMU off); "
-                            f"select CPU {other}, at EL1, with 'thread {other + 1}'") from None
+            raise RkvmError(f"'{expression}' reads kernel memory, which CPU {here} cannot see {why}; "
+                            f"select CPU {other}, at EL1 in the host, with 'thread {other + 1}'") from None
         with on_thread(thread_for_cpu(other)):
             return evaluate()
 
@@ -308,7 +336,9 @@ def read_u64_symbol(name: str) -> int | None:
     cannot see kernel addresses, so then the VA is translated with TTBR1_EL1 and read physically.
     """
     try:
-        return int(gdb.parse_and_eval(f"(unsigned long){name}")) & MASK64
+        if not in_guest():   # in the guest, the same VA may be mapped by the guest's own tables
+            return int(gdb.parse_and_eval(f"(unsigned long){name}")) & MASK64
+        raise gdb.MemoryError("the selected CPU is in the guest")
     except gdb.MemoryError:
         addr = symbol_address(name)
         if addr is None:
@@ -322,11 +352,16 @@ def read_u64_symbol(name: str) -> int | None:
 
 
 def read_kernel_virtual(va: int, size: int) -> bytes:
-    """Bytes at a kernel VA whatever EL the selected CPU is at: direct when it can, else walked."""
-    if current_el() == 1:
+    """Bytes at a kernel VA whatever EL or world the selected CPU is in: direct when it can, else walked
+    with the kernel's TTBR1_EL1 (a CPU in the host)."""
+    if sees_kernel():
         return read_virtual(va, size)
+    cpu = host_cpu()
+    if cpu is None:
+        raise RkvmError(f"cannot read kernel VA {va:#x}: every CPU is in the guest (its EL1 registers are the "
+                        "guest's; the kernel's are in the stub's host save area)")
     from gdb_rkvm.live.translation import translate  # translation builds on this module
-    tr = translate(va)
+    tr = translate(va, cpu)
     if not tr.ok:
         raise RkvmError(f"VA {va:#x} is not mapped: {tr.fault}")
     return read_physical(tr.pa, size)
