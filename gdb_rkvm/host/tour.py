@@ -131,7 +131,11 @@ def _wrap(text: str) -> str:
 
 
 def _clean(text: str) -> str:
-    return re.sub(r"\n*\[Switching to Thread[^\n]*\]", "", text).rstrip()
+    text = re.sub(r"\n*\[Switching to Thread[^\n]*\]", "", text)
+    # a breakpoint in the stub, whose ELF has line info: GDB's source lines say nothing the PC does not
+    text = re.sub(r": file \S+\.S, line \d+\.", ".", text)
+    text = re.sub(r" at \S+\.S:\d+\n\d+\t[^\n]*", "", text)
+    return text.rstrip()
 
 
 def run_tour(all_steps: bool = False, inp=None, out=None) -> int:

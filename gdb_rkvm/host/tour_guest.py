@@ -10,8 +10,11 @@ One step is one record: a step's commands can be swapped for a dedicated command
 from gdb_rkvm.host.tour_step import Step
 
 GUEST_FILE = "/sys/kernel/debug/rkvm/guest"
-RUN_GUEST = f'echo "run 100" > {GUEST_FILE}'
+RUN_GUEST = f'echo "run 1000" > {GUEST_FILE}'   # room for the IRQ exits a debugger's stops add
 ENTRY_IPA = 0x80000000         # RKVM_GUEST_RAM_IPA: the guest starts at its first byte, MMU off
+# the lower-EL sync slot is shared with the host's own HVCs (the next world switch among them):
+# stop only for a data abort from a lower EL (ESR_EL2.EC 0x24)
+DABT_EXIT = "thbreak *($VBAR_EL2 + 0x400) if (($ESR_EL2 >> 26) & 0x3f) == 0x24"
 PY = "python from gdb_rkvm.live import world_view; world_view."
 
 ENTER = Step(
@@ -60,8 +63,9 @@ MMIO_EXIT = Step(
     "maps to IPA 0x09000000. Stage 2 maps nothing there on purpose: the store is a stage 2 data abort, taken to "
     "EL2 at VBAR_EL2 + 0x400 (Lower EL, AArch64, Synchronous), the slot host HVCs use too. The syndrome "
     "describes the store (ISV = 1: register and size), HPFAR_EL2 gives the IPA's page: all a VMM needs to "
-    "emulate the device without decoding the instruction.",
-    ("thbreak *($VBAR_EL2 + 0x400)", "continue", "rkvm esr --explain", "rkvm sysreg HPFAR_EL2", "p/x $FAR_EL2",
+    "emulate the device without decoding the instruction. The breakpoint's condition skips the host's own "
+    "HVCs, which enter at the same slot.",
+    (DABT_EXIT, "continue", "rkvm esr --explain", "rkvm sysreg HPFAR_EL2", "p/x $FAR_EL2",
      PY + "show_fault()"),
     "ESR_EL2's EC 0x24 (data abort from a lower EL), ISV = 1, SAS byte, SRT 1 with SF 0 (w1 holds the "
     "character), WnR = 1 (a write), DFSC 0x5 (translation fault, level 1: stage 2 has no entry at all there); "

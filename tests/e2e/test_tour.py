@@ -12,7 +12,7 @@ import pytest
 
 from gdb_rkvm.paths import REPO
 from gdb_rkvm.host.tour import STEPS
-from gdb_rkvm.host.tour_guest import GUEST_STEPS
+from gdb_rkvm.host.tour_guest import DABT_EXIT, GUEST_STEPS
 from tests.conftest import no_new_qemu
 
 pytestmark = pytest.mark.lab
@@ -27,7 +27,7 @@ def test_every_step_names_what_to_look_at():
     assert STEPS[-1 - len(GUEST_STEPS):-1] == GUEST_STEPS
     cmds = [c for step in GUEST_STEPS for c in step.commands]
     assert cmds.index("rkvm run-to guest-enter") < cmds.index("thbreak *0x80000000") \
-        < cmds.index("thbreak *($VBAR_EL2 + 0x400)") < cmds.index("rkvm run-to guest-exit")
+        < cmds.index(DABT_EXIT) < cmds.index("rkvm run-to guest-exit")
 
 
 def test_tour_without_a_terminal_shows_every_step(lab_built, session_dir):
@@ -60,13 +60,13 @@ def _the_guest_part(out: str) -> None:
     """Into the guest and back: the world switch seen from both sides, one stage-2 exit decoded."""
     guest = out[out.index("A guest: the host asks to run it"):out.index("Your turn: an HVC of your own")]
     cpu = re.search(r"guest-enter on cpu (\d)", guest)
-    marks = ['guest # echo "run 100" > /sys/kernel/debug/rkvm/guest', "rkvm: guest-enter on cpu",
+    marks = ['guest # echo "run 1000" > /sys/kernel/debug/rkvm/guest', "rkvm: guest-enter on cpu",
              "VM[0] = 0x0  no stage 2", "0x0000000080000000 in ?? ()",
              f"CPU {cpu.group(1) if cpu else '?'}: EL1h, PC 0x80000000", "VM[0] = 0x1  stage 2 translation on",
              "VMID[63:48] = 0x1", "T0SZ[5:0] = 0x20", "live EL1 registers are the guest's",
              "EC 0x24 DABT_LOW: Translation fault, level 1 on data write", "ISV[24] = 0x1", "FIPA=0x9000",
              "= 0x49000000", "VA 0x49000000 -> IPA 0x9000000: 1-byte write of w1", "ELR_EL2 += 4",
-             "rkvm: guest-exit on cpu", "| rkvm-guest: hello from the rkvm guest"]
+             "rkvm: guest-exit on cpu", "| rkvm-guest: hello from the rkvm guest", "| rkvm-guest: done (0x0)"]
     at = [guest.find(m) for m in marks]
     assert all(i >= 0 for i in at), [m for m, i in zip(marks, at, strict=True) if i < 0]
     assert at == sorted(at), "the guest part out of order"
