@@ -14,24 +14,16 @@ import sys
 import textwrap
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from gdb_rkvm.qemu import session
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.host.mi import GdbMi
+from gdb_rkvm.host.tour_guest import GUEST_STEPS
+from gdb_rkvm.host.tour_step import Step
 
 PING = "echo ping 0x77 > /sys/kernel/debug/rkvm/hvc"
 YOUR_HVC = "echo ping 0x2a > /sys/kernel/debug/rkvm/hvc; cat /sys/kernel/debug/rkvm/hvc"
-
-
-@dataclass(frozen=True)
-class Step:
-    title: str
-    text: str
-    commands: tuple
-    look: str                      # what to look at in the output, named
-    your_turn: bool = False        # the learner types a guest command (an HVC) here
 
 
 STEPS = [
@@ -113,6 +105,7 @@ STEPS = [
          ("rkvm v2p rkvm_stub_blob --explain", "rkvm v2p rkvm_debug.stub_va"),
          "the two verdicts: 'not valid here' (formula vs walk differ) for the module address, 'agree' for the "
          "linear-map one."),
+    *GUEST_STEPS,
     Step("Your turn: an HVC of your own",
          "Now you make the guest issue an HVC. Whatever you type goes to the guest's shell; "
          "`rkvm step-el2` lets the guest run until the next HVC enters EL2 and steps it. Writing `ping N` "
@@ -138,7 +131,11 @@ def _wrap(text: str) -> str:
 
 
 def _clean(text: str) -> str:
-    return re.sub(r"\n*\[Switching to Thread[^\n]*\]", "", text).rstrip()
+    text = re.sub(r"\n*\[Switching to Thread[^\n]*\]", "", text)
+    # a breakpoint in the stub, whose ELF has line info: GDB's source lines say nothing the PC does not
+    text = re.sub(r": file \S+\.S, line \d+\.", ".", text)
+    text = re.sub(r" at \S+\.S:\d+\n\d+\t[^\n]*", "", text)
+    return text.rstrip()
 
 
 def run_tour(all_steps: bool = False, inp=None, out=None) -> int:
@@ -191,6 +188,8 @@ class _Tour:
         for cmd in step.commands:
             if cmd.startswith("@type "):
                 self._type_when_ready(cmd[6:])
+            elif cmd.startswith("@send "):
+                self._send_now(cmd[6:])
             elif cmd == "@you":
                 self._your_line()
             elif cmd == "@console":
@@ -240,6 +239,12 @@ class _Tour:
             except (RkvmError, OSError) as e:
                 _say(out, f"rkvm tour: could not type into the guest: {e}")
         threading.Thread(target=go, daemon=True).start()
+
+    def _send_now(self, line: str) -> None:
+        """Type `line` into the guest's shell now (it runs when the next command resumes the guest)."""
+        _say(self.out, f"guest # {line}")
+        self.typed_at = Path(self.sess.serial_log).stat().st_size
+        self._console().send(line + "\n")
 
     def _your_line(self) -> None:
         if self.interactive:

@@ -12,6 +12,7 @@ import pytest
 
 from gdb_rkvm.paths import REPO
 from gdb_rkvm.host.tour import STEPS
+from gdb_rkvm.host.tour_guest import DABT_EXIT, GUEST_STEPS
 from tests.conftest import no_new_qemu
 
 pytestmark = pytest.mark.lab
@@ -22,6 +23,11 @@ def test_every_step_names_what_to_look_at():
     for step in STEPS:
         assert step.title and step.text and step.commands and step.look.strip(), step.title
     assert STEPS[-1].your_turn and "@you" in STEPS[-1].commands   # it ends with the learner's own HVC
+    # the guest part, in order, just before the learner's turn: in, through the switch, an exit, out
+    assert STEPS[-1 - len(GUEST_STEPS):-1] == GUEST_STEPS
+    cmds = [c for step in GUEST_STEPS for c in step.commands]
+    assert cmds.index("rkvm run-to guest-enter") < cmds.index("thbreak *0x80000000") \
+        < cmds.index(DABT_EXIT) < cmds.index("rkvm run-to guest-exit")
 
 
 def test_tour_without_a_terminal_shows_every_step(lab_built, session_dir):
@@ -46,7 +52,29 @@ def test_tour_without_a_terminal_shows_every_step(lab_built, session_dir):
     x0 = 0x2A ^ 0x524B564D
     assert f"x0 = {x0:#x}" in out and f"| x0={x0:#x}" in out
     assert not re.search(r"^\d+\t|\.S:\d+", out, re.M)       # no GDB source-line chatter from step-el2
+    _the_guest_part(out)
     assert time.monotonic() - t0 < 240
+
+
+def _the_guest_part(out: str) -> None:
+    """Into the guest and back: the world switch seen from both sides, one stage-2 exit decoded."""
+    guest = out[out.index("A guest: the host asks to run it"):out.index("Your turn: an HVC of your own")]
+    cpu = re.search(r"guest-enter on cpu (\d)", guest)
+    marks = ['guest # echo "run 1000" > /sys/kernel/debug/rkvm/guest', "rkvm: guest-enter on cpu",
+             "VM[0] = 0x0  no stage 2", "0x0000000080000000 in ?? ()",
+             f"CPU {cpu.group(1) if cpu else '?'}: EL1h, PC 0x80000000", "VM[0] = 0x1  stage 2 translation on",
+             "VMID[63:48] = 0x1", "T0SZ[5:0] = 0x20", "live EL1 registers are the guest's",
+             "EC 0x24 DABT_LOW: Translation fault, level 1 on data write", "ISV[24] = 0x1", "FIPA=0x9000",
+             "= 0x49000000", "VA 0x49000000 -> IPA 0x9000000: 1-byte write of w1", "ELR_EL2 += 4",
+             "rkvm: guest-exit on cpu", "| rkvm-guest: hello from the rkvm guest", "| rkvm-guest: done (0x0)"]
+    at = [guest.find(m) for m in marks]
+    assert all(i >= 0 for i in at), [m for m, i in zip(marks, at, strict=True) if i < 0]
+    assert at == sorted(at), "the guest part out of order"
+    assert re.search(r"rkvm: guest-exit on cpu \d: stub at PA 0x[0-9a-f]+, arg 0x1\n", guest)   # RKVM_EXIT_SYNC
+    # the host's EL1 registers wait in the save area while the guest's are live: the kernel's TTBR1_EL1
+    assert re.search(r"TTBR1_EL1\s+0x0\s+0x[0-9a-f]{6,}", guest)
+    assert guest.count("VM[0] = 0x0  no stage 2") == 2                  # before the entry, after the exit
+    assert re.search(r"vCPU at PA 0x[0-9a-f]+: exit 1 \(sync\), ESR_EL2 0x93", guest)
 
 
 def _read_until(fd: int, text: str, timeout: float, seen: list) -> str:
