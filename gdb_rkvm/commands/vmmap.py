@@ -1,11 +1,14 @@
 from dataclasses import dataclass
 
+from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.arch.pagetable import permissions
-from gdb_rkvm.model.translation import AddressMap
+from gdb_rkvm.model.translation import AddressMap, GuestMap
 from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live import guest_map, guest_translation
 from gdb_rkvm.live.address_map import el1_map
-from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when, parse_int
 from gdb_rkvm.commands.format import human_size
+from gdb_rkvm.commands.guest_map_format import format_guest_map, format_stage2_map
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,13 @@ class RkvmVmmap(RkvmCommand):
     """Every mapped range of the EL1&0 regime, coalesced, with permissions and memory type.
 
 Usage: rkvm vmmap [--ttbr0|--ttbr1] [--cpu N] [--json]
-Default --ttbr1 (the kernel's half). Permissions are EL1 then EL0 (rwx), from AP, PXN and UXN.
+       rkvm vmmap --stage 2 [--vttbr X] [--vtcr X] [--cpu N] [--json] [--explain]
+       rkvm vmmap --guest [--ttbr0|--ttbr1] [--ttbr X] [--tcr X] [--vttbr X] [--vtcr X] [--cpu N] [--json]
+Default --ttbr1 (the kernel's half; the guest's default is --ttbr0). --stage 2 lists the IPA ranges
+stage 2 maps (live in the guest, else the vCPU that ran last on the CPU) with S2AP/XN and MemAttr;
+--guest lists the guest's stage 1 ranges, each cut where stage 2 maps it differently, with its IPA
+and PA ("-" where stage 2 maps nothing: an access there exits to the hypervisor).
+Permissions are EL1 then EL0 (rwx), from AP, PXN and UXN.
 Each table is walked once: entries that point at a table already walked are listed as "shared"
 (they map what the first VA maps). The tables are guest memory, so the walk is bounded (20000
 tables, 2M descriptors, 65536 ranges, 20 s): past a bound it stops and says "truncated" with the
@@ -34,21 +43,41 @@ numbers (JSON: truncated, traversal, shared_tables).
 Example:
   (gdb) rkvm vmmap
   VA start            VA end              size     PA           EL1 EL0  type
-  0xffff000000000000  0xffff000000200000  2 MiB    0x40000000   rw- ---  Normal Write-Back ..."""
+  0xffff000000000000  0xffff000000200000  2 MiB    0x40000000   rw- ---  Normal Write-Back ...
+  (gdb) rkvm vmmap --stage 2
+  IPA start           IPA end             size     PA           S2AP XN   EL1 EL0  MemAttr
+  0x0000000080000000  0x0000000080010000  64 KiB   0x4a3c0000   RW   0b00 rwx rwx  Normal Write-Back"""
 
     name = "vmmap"
+    explains = True
 
     def add_arguments(self, p):
         g = p.add_mutually_exclusive_group()
         g.add_argument("--ttbr0", action="store_const", dest="half", const="ttbr0")
         g.add_argument("--ttbr1", action="store_const", dest="half", const="ttbr1")
         self.add_cpu_argument(p)
+        p.add_argument("--stage", type=int, choices=(1, 2), default=1)
+        p.add_argument("--guest", action="store_true", help="the guest's stage 1 with IPAs and PAs")
+        for name in ("ttbr", "tcr", "vttbr", "vtcr"):
+            p.add_argument(f"--{name}", default=None, help=f"map with this {name.upper()} value")
 
     def run(self, args):
         cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
+        given = guest_translation.Given(*(None if getattr(args, n) is None else parse_int(getattr(args, n), f"--{n}")
+                                          for n in ("ttbr", "tcr", "vttbr", "vtcr")))
+        if args.guest:
+            return guest_map.guest_map(cpu, given, args.half or "ttbr0")
+        if given != guest_translation.NOTHING_GIVEN and args.stage != 2:
+            raise RkvmError("--ttbr/--tcr/--vttbr/--vtcr go with --guest (or --vttbr/--vtcr with --stage 2)")
+        if args.stage == 2:
+            if given.ttbr is not None or given.tcr is not None:
+                raise RkvmError("--ttbr and --tcr name a guest's stage 1: use them with --guest")
+            return guest_map.stage2_map(cpu, given)
         return VmmapResult(el1_map(args.half or "ttbr1", cpu), cpu)
 
     def format(self, r, args):
+        if isinstance(r, GuestMap):
+            return format_guest_map(r, args.explain) if r.stage1 is not None else format_stage2_map(r, args.explain)
         m = r.map
         lines = [f"{'VA start':<18}  {'VA end':<18}  {'size':<8} {'PA':<12} EL1 EL0  type"]
         for x in m.mappings:

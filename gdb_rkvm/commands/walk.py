@@ -1,26 +1,38 @@
 from dataclasses import dataclass
 
 from gdb_rkvm.arch.pagetable import Step
-from gdb_rkvm.model.translation import Translation
+from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.model.translation import GuestTranslation, Translation
 from gdb_rkvm.live import gdb_target as t
-from gdb_rkvm.live import translation
-from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
+from gdb_rkvm.live import guest_translation, translation
+from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when, parse_int
 from gdb_rkvm.commands.format import human_size
+from gdb_rkvm.commands.guest_walk_format import format_guest, format_stage2
 
 
 @only_when(STOPPED)
 class RkvmWalk(RkvmCommand):
     """Walk the translation tables for a VA, level by level, as the MMU would.
 
-Usage: rkvm walk VA [--cpu N] [--regime el1|el2] [--stage 2] [--json] [--explain]
+Usage: rkvm walk VA [--cpu N] [--regime el1|el2] [--json] [--explain]
+       rkvm walk --stage 2 IPA [--vttbr X] [--vtcr X] [--cpu N] [--json] [--explain]
+       rkvm walk --guest VA [--ttbr X] [--tcr X] [--vttbr X] [--vtcr X] [--cpu N] [--json] [--explain]
 VA is a number or a symbol. The EL1&0 regime picks TTBR0_EL1 or TTBR1_EL1 by VA[55]; granule and
 sizes come from TCR_EL1 at run time. Tables are read as physical memory.
+--stage 2 walks the guest world's stage 2 (IPA -> PA): the live VTTBR_EL2/VTCR_EL2 when the CPU is in
+the guest (HCR_EL2.VM = 1), else those of the vCPU that ran last on it. --guest walks a guest VA
+through both stages: the guest's stage 1 (live EL1 registers in the guest, else the vCPU's saved EL1
+context), each stage 1 table fetch (an IPA) through stage 2, then the IPA through stage 2.
+--ttbr/--tcr/--vttbr/--vtcr walk tables you name instead (a saved vCPU's, say).
 Example:
   (gdb) rkvm walk rkvm_debug
   VA 0xffff800078542000 via TTBR1_EL1 (EL1&0, 4K granule, 48-bit, start level 0)
     L0  table 0x41a3a000[256]  0x0000000041fff003  table -> 0x41fff000
     ...
-  PA 0x4174d000"""
+  PA 0x4174d000
+  (gdb) rkvm walk --guest 0x49000000
+  guest VA 0x49000000 (VMID 1): stage 1 via TTBR0_EL1 0x80001000 ...
+  no PA: stage 2 translation fault at level 2: ... IPA 0x9000000 ..."""
 
     name = "walk"
     explains = True
@@ -30,10 +42,23 @@ Example:
         self.add_cpu_argument(p)
         p.add_argument("--regime", choices=("el1", "el2"), default="el1")
         p.add_argument("--stage", type=int, choices=(1, 2), default=1)
+        p.add_argument("--guest", action="store_true", help="a guest VA through both stages")
+        for name in ("ttbr", "tcr", "vttbr", "vtcr"):
+            p.add_argument(f"--{name}", default=None, help=f"walk with this {name.upper()} value")
 
     def run(self, args):
         cpu = t.cpu_of(t.thread_for_cpu(args.cpu))
         va = translation.address_of(args.va)
+        given = guest_translation.Given(*(None if getattr(args, n) is None else parse_int(getattr(args, n), f"--{n}")
+                                          for n in ("ttbr", "tcr", "vttbr", "vtcr")))
+        if args.guest:
+            return guest_translation.walk_guest(va, cpu, given)
+        if given.ttbr is not None or given.tcr is not None:
+            raise RkvmError("--ttbr and --tcr name a guest's stage 1: use them with --guest")
+        if args.stage == 2:
+            return guest_translation.walk_stage2(va, cpu, given)
+        if given.vttbr is not None or given.vtcr is not None:
+            raise RkvmError("--vttbr and --vtcr name a stage 2: use them with --stage 2 or --guest")
         tr = translation.translate(va, cpu, args.regime, args.stage)
         why = None
         if tr.fault and args.stage == 1 and args.regime == "el1":
@@ -41,6 +66,8 @@ Example:
         return WalkResult(tr, cpu, t.symbol_at(va), why)
 
     def format(self, r, args):
+        if isinstance(r, GuestTranslation):
+            return format_guest(r, args.explain) if r.is_guest else format_stage2(r, args.explain)
         return format_walk(r, args.explain)
 
 
