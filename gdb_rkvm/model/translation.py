@@ -50,7 +50,7 @@ class Regime:
         out = {"regime": self.label, "registers": self.registers, "source": self.source,
                "table_register": self.table_register, "table_base": self.table_address}
         if self.stage2 is not None:
-            out["stage2"] = self.stage2.to_json()
+            out["stage2_regime"] = self.stage2.to_json()
         return out
 
     @property
