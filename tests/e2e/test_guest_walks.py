@@ -34,8 +34,11 @@ def xp(mi, pa: int) -> int:
     return int(re.search(r":\s*(0x[0-9a-f]+)", out).group(1), 16)
 
 
-def gva2gpa(mi, va: int) -> int:
-    return int(re.search(r"gpa: (0x[0-9a-f]+)", mi.check(f"monitor gva2gpa {va:#x}")).group(1), 16)
+def gva2gpa(mi, cpu: int, va: int) -> int:
+    """QEMU's translation of `va` on `cpu` (the monitor translates on its own current CPU: set it first)."""
+    mi.check(f"monitor cpu {cpu}")
+    out = mi.check(f"monitor gva2gpa {va:#x}")
+    return int(re.search(r"gpa: (0x[0-9a-f]+)", out).group(1), 16)
 
 
 def test_walks_of_the_guest_world(installed_lab):
@@ -48,7 +51,7 @@ def test_walks_of_the_guest_world(installed_lab):
     assert res.ok and f"{pc:#x}" in mi.check("p/x $pc")
 
     g = js(mi.check(f"rkvm walk --guest {pc:#x} --json"))
-    assert g["pa"] == gva2gpa(mi, pc) and g["ipa"] == pc and g["fault"] is None   # identity stage 1
+    assert g["pa"] == gva2gpa(mi, g["cpu"], pc) and g["ipa"] == pc and g["fault"] is None   # identity stage 1
     assert "live EL1 registers" in g["source"] and "live VTTBR_EL2" in g["stage2_regime"]["source"]
     assert [s["level"] for s in g["stage1"]] == [1] and g["stage1"][0]["kind"] == "block"
     for s in g["stage1"]:      # each stage 1 descriptor: read where its stage 2 fetch says it is
