@@ -163,6 +163,10 @@ class Trap:
                        ipa=self.ipa if ex and ex.reason in (exits.ExitReason.DABT, exits.ExitReason.IABT) else None)
         return out
 
+    def to_json(self) -> dict:
+        """--json (model/records.to_json) prints the published dict, not the raw fields."""
+        return self.to_dict()
+
 
 Symbolizer = Callable[[int], "str | None"]
 
