@@ -1,7 +1,8 @@
 """Guest exits on the live lab (under GDB the host's timer IRQs exit the guest between the stops, so
-`run N` needs a large N to get through the guest's program): `rkvm exit catch` stops at the guest's UART MMIO, hypercall and WFI exits
-(and not at the host's HVCs), `rkvm fault` explains the stage-2 abort there and in mode=s2-hole, and
-`rkvm step-el2` steps out of the guest into the host and from the host's RKVM_HVC_VCPU_RUN into the guest."""
+`run N` needs a large N to get through the guest's program): `rkvm exit catch` stops at the guest's
+UART MMIO, hypercall and WFI exits (and not at the host's HVCs), `rkvm fault` explains the stage-2
+abort there and in mode=s2-hole, and `rkvm step-el2` steps out of the guest into the host and from the
+host's RKVM_HVC_VCPU_RUN into the guest."""
 
 import pytest
 
