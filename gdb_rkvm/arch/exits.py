@@ -110,3 +110,13 @@ def parse_reason(text: str) -> ExitReason:
         return ExitReason(text.strip().lower())
     except ValueError:
         raise ValueError(f"unknown exit reason {text!r}: one of {', '.join(REASON_NAMES)}") from None
+
+
+def in_guest_by_address(el: int | None, va: int | None) -> bool:
+    """Whether EL1 code at `va` is the lab's guest rather than the host kernel, for a record that
+    carries no HCR_EL2 (QEMU's exception log). The host kernel runs its EL1 code in the upper VA
+    range (TTBR1_EL1, bit 55 set) once its MMU is on; the guest runs in the lower range (its image
+    at IPA 0x80000000, its own stage 1 in TTBR0_EL1). A heuristic by design: host code that runs
+    with its MMU off (early boot, soft restart) also has bit 55 clear, and a guest's EL0 is not told
+    from the host's."""
+    return el == 1 and va is not None and not (va >> 55) & 1

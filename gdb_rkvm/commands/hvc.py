@@ -2,7 +2,7 @@ import time
 
 import gdb
 
-from gdb_rkvm.arch import esr
+from gdb_rkvm.arch import esr, exits
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.model.argtypes import seconds
 from gdb_rkvm.model.guest_text import escape
@@ -113,7 +113,8 @@ Example:
         if args.off:
             return {"armed": False, "addresses": []}
         smc = self.smc or getattr(args, "smc", False)
-        flt = TrapFilter(args.imm, args.cpu, getattr(args, "from_el", None))
+        # the host's traps only: a guest's HVC is a guest exit, `rkvm exit catch --reason hvc` stops on it
+        flt = TrapFilter(args.imm, args.cpu, getattr(args, "from_el", None), guest=False)
         catch = TrapCatch(flt, _catch_printer(), hvc=self.hvc, smc=smc)
         try:
             addresses = catch.arm()
@@ -187,11 +188,19 @@ Usage: rkvm hvc last [--json]"""
 def trace_row(n: int, tr: Trap) -> dict:
     """One trap of `hvc trace --args` as its JSON row."""
     return {"n": n, "cpu": tr.cpu, "caller": tr.caller, "caller_symbol": tr.caller_symbol, "imm16": tr.imm16,
-            "x0": tr.x(0), "x1": tr.x(1), "ret": tr.ret, "function": tr.function}
+            "x0": tr.x(0), "x1": tr.x(1), "ret": tr.ret, "function": tr.function, "guest": bool(tr.guest)}
+
+
+GUEST_EXIT = "guest exit"   # the label of a guest's HVC (HCR_EL2.VM = 1): the stub's world switch ends the run
 
 
 def format_trace_line(n: int, tr: Trap) -> str:
     sym = f" <{tr.caller_symbol}>" if tr.caller_symbol else ""
+    if tr.guest:
+        # the guest's x0 is its own hypercall number, not a host function ID; its ERET is the host's return
+        ret = f" -> host x0={tr.ret:#x}" if tr.ret is not None else ""
+        return (f"#{n:<4} CPU {tr.cpu}  {GUEST_EXIT}: HVC #{tr.imm16:#x} at guest PC {tr.caller:#x}  "
+                f"x0={tr.x(0):#x} x1={tr.x(1):#x}{ret}")
     fn = f" {tr.function}" if tr.function else ""
     ret = f" -> x0={tr.ret:#x}" if tr.ret is not None else ""
     return (f"#{n:<4} CPU {tr.cpu}  HVC #{tr.imm16:#x} at {tr.caller:#x}{sym}  "
@@ -201,7 +210,7 @@ def format_trace_line(n: int, tr: Trap) -> str:
 def summarize(log: list[Trap]) -> list[dict]:
     rows = {}
     for tr in log:
-        key = (tr.cpu, tr.imm16, tr.function or f"{tr.x(0):#x}")
+        key = (tr.cpu, tr.imm16, GUEST_EXIT if tr.guest else (tr.function or f"{tr.x(0):#x}"))
         rows[key] = rows.get(key, 0) + 1
     return [{"cpu": c, "imm16": i, "function": f, "count": n} for (c, i, f), n in sorted(rows.items())]
 
@@ -228,7 +237,8 @@ def log_trace_rows(events: list[dict], entries_only: bool) -> list[dict]:
             row = {"n": len(rows) + 1, "cpu": e["cpu"], "class": e["class"], "imm16": e["imm16"],
                    "caller": caller, "caller_symbol": e["caller_symbol"] or e["elr_symbol"], "from_el": e["from_el"],
                    "to_el": e["to_el"], "handler": e["pc"], "handler_symbol": e["pc_symbol"],
-                   "psci_by_qemu": e["psci_by_qemu"], "returned_to": None, "inferred": e["inferred"]}
+                   "psci_by_qemu": e["psci_by_qemu"], "returned_to": None, "inferred": e["inferred"],
+                   "guest": exits.in_guest_by_address(e["from_el"], e["elr"])}
             rows.append(row)
             by_seq[(e["cpu"], e["seq"])] = row
         elif not entries_only and e.get("entry_seq") is not None:
@@ -241,6 +251,8 @@ def log_trace_rows(events: list[dict], entries_only: bool) -> list[dict]:
 def format_log_row(r: dict) -> str:
     sym = f" <{escape(r['caller_symbol'])}>" if r["caller_symbol"] else ""
     what = f"{r['class'].upper()} #{r['imm16']:#x}" if r["imm16"] is not None else r["class"].upper()
+    if r.get("guest"):
+        what, sym = f"{GUEST_EXIT}: {what}", ""   # a guest PC: the host's symbols do not name it
     cpu = "?" if r["cpu"] is None else r["cpu"]
     caller = "?" if r["caller"] is None else f"{r['caller']:#x}"
     line = f"#{r['n']:<4} CPU {cpu}{'~' if r['inferred'] else ' '} {what} at {caller}{sym}"
@@ -257,8 +269,9 @@ def format_log_row(r: dict) -> str:
 def summarize_log(rows: list[dict]) -> list[dict]:
     counts = {}
     for r in rows:
+        caller = r["caller_symbol"] or (f"{r['caller']:#x}" if r["caller"] is not None else "?")
         key = (-1 if r["cpu"] is None else r["cpu"], r["class"], r["imm16"] if r["imm16"] is not None else -1,
-               r["caller_symbol"] or (f"{r['caller']:#x}" if r["caller"] is not None else "?"))
+               GUEST_EXIT if r.get("guest") else caller)
         counts[key] = counts.get(key, 0) + 1
     return [{"cpu": None if c < 0 else c, "class": k, "imm16": None if i < 0 else i, "caller": f, "count": n}
             for (c, k, i, f), n in sorted(counts.items())]

@@ -23,3 +23,10 @@ class RkvmSmcPrefix(gdb.Command):
 
     def __init__(self):
         super().__init__("rkvm smc", gdb.COMMAND_USER, gdb.COMPLETE_COMMAND, prefix=True)
+
+
+class RkvmExitPrefix(gdb.Command):
+    """Guest exits (a guest at EL1 under stage 2 coming back to EL2): `rkvm exit catch` stops on them."""
+
+    def __init__(self):
+        super().__init__("rkvm exit", gdb.COMMAND_USER, gdb.COMPLETE_COMMAND, prefix=True)

@@ -3,7 +3,8 @@ import time
 import gdb
 
 from gdb_rkvm.model.argtypes import seconds
-from gdb_rkvm.arch import disasm, pstate, sysregs, vectors
+from gdb_rkvm.arch import disasm, pstate, regfields, sysregs, vectors
+from gdb_rkvm.arch.stage2 import vmid
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import el2_traps, kernel_facts, trap_watch
 from gdb_rkvm.live import gdb_target as t
@@ -40,6 +41,42 @@ def _landings(insn: disasm.Insn, regs: dict, cpu: int) -> list[int]:
         out.append(t.read_register("ELR_EL2", cpu))
     out.append(t.read_register("VBAR_EL2", cpu) + vectors.CURRENT_SPX_SYNC)
     return out
+
+
+def _world(cpu: int) -> dict:
+    """Which world EL1 is now: the guest when HCR_EL2.VM = 1 (with its VMID from VTTBR_EL2), else the host."""
+    STATE.stop_cache.clear()
+    hcr = t.read_register("HCR_EL2", cpu)
+    if not regfields.stage2_enabled(hcr):
+        return {"guest": False, "vmid": None}
+    return {"guest": True, "vmid": vmid(t.read_register("VTTBR_EL2", cpu), t.read_register("VTCR_EL2", cpu))}
+
+
+def world_line(tr: dict) -> str:
+    """The world switch an ERET made: 'ERET to EL1 in the guest, VMID 1, PC 0x80000000' or back in the host."""
+    el = pstate.exception_level(tr["spsr"])
+    if tr["guest"]:
+        return f"ERET to EL{el} in the guest, VMID {tr['vmid']}, PC {tr['pc']:#x}"
+    sym = f" <{tr['symbol']}>" if tr["symbol"] else ""
+    return f"ERET to EL{el} in the host, PC {tr['pc']:#x}{sym} (after its RKVM_HVC_VCPU_RUN hvc)"
+
+
+def switch_explained(tr: dict, written: list[str]) -> list[str]:
+    """What the world switch saved and loaded (--explain), with the system registers these steps wrote."""
+    regs = ", ".join(dict.fromkeys(written)) or "none seen"
+    if tr["guest"]:
+        head = ("RKVM_HVC_VCPU_RUN saved the host's x18-x30, ELR_EL2, SPSR_EL2, HCR_EL2, SP_EL0/SP_EL1 and its EL1 "
+                "system registers in this CPU's host save area (RKVM_HOST_*), then loaded the guest's from the vCPU "
+                "(RKVM_VCPU_*): its EL1 registers, SP_EL1, PC and PSTATE (into ELR_EL2/SPSR_EL2), its stage 2 "
+                "(VTTBR_EL2 with the VMID, VTCR_EL2), dropped that VMID's TLB entries, set HCR_EL2 (VM = 1: stage 2 "
+                "on) and loaded x0-x30. From here the EL1 registers are the guest's; the host's are in the save area.")
+    else:
+        head = ("rkvm_stub_guest_exit saved the guest's x0-x30, the exit syndrome (ESR_EL2, FAR_EL2, HPFAR_EL2), its "
+                "PC and PSTATE (ELR_EL2, SPSR_EL2), SP_EL0/SP_EL1 and its EL1 registers in the vCPU, put the host's "
+                "HCR_EL2 back (VM = 0) and VTTBR_EL2 = 0 (VMID 0), loaded the host's EL1 registers, SP_EL1, "
+                "ELR_EL2/SPSR_EL2 and x18-x30 from the host save area, and returns RKVM_EXIT_* in x0, the vCPU in "
+                "x1 to the host's hvc.")
+    return [head, f"System registers these steps wrote: {regs}."]
 
 
 def _note(insn: disasm.Insn, before: dict, after: dict, namer) -> str:
@@ -111,6 +148,9 @@ Example:
             return kernel_facts.el2_symbol(pc, marks) if pc < 1 << 48 else t.symbol_at(pc)
 
         steps, transition, self.repeated = [], None, 0
+        # HCR_EL2.VM at EL2 is the world the CPU came from (a guest exit keeps it set until the stub
+        # puts the host's HCR_EL2 back); at the ERET, the world it goes to
+        started_in_guest = _world(cpu)["guest"]
         old_lock = gdb.parameter("scheduler-locking")
         old_quiet = gdb.parameter("suppress-cli-notifications")
         gdb.execute("set scheduler-locking on", to_string=True)
@@ -127,9 +167,12 @@ Example:
                               "insn": text, "changed": changed, "note": _note(insn, before, after, namer)})
                 if pstate.current_el_from_cpsr(after["cpsr"]) < 2:
                     spsr = t.read_register("SPSR_EL2", cpu)
+                    world = _world(cpu)
                     transition = {"from": pstate.mode_name(before["cpsr"]), "to": pstate.mode_name(after["cpsr"]),
-                                  "via": insn.mnemonic.upper(), "pc": after["pc"], "symbol": t.symbol_at(after["pc"]),
-                                  "spsr": spsr, "spsr_summary": pstate.decode(spsr).summary, "x0": after["x0"]}
+                                  "via": insn.mnemonic.upper(), "pc": after["pc"],
+                                  "symbol": None if world["guest"] else t.symbol_at(after["pc"]),
+                                  "spsr": spsr, "spsr_summary": pstate.decode(spsr).summary, "x0": after["x0"],
+                                  **world, "switched": world["guest"] != started_in_guest}
                     break
         finally:
             gdb.execute(f"set scheduler-locking {old_lock}", to_string=True)
@@ -214,10 +257,15 @@ Example:
             sym = f" <{tr['symbol']}>" if tr["symbol"] else ""
             lines.append(f"{tr['from']} -> {tr['to']} via {tr['via']} to {tr['pc']:#x}{sym} (ELR_EL2), "
                          f"SPSR_EL2 {tr['spsr']:#x} ({tr['spsr_summary']}); x0 = {tr['x0']:#x}")
+            if tr.get("switched"):
+                lines.append(world_line(tr))
         else:
             lines.append(f"still at EL2 after {len(r['steps'])} instructions (--max {len(r['steps'])}); "
                          "run 'rkvm step-el2' again to go on")
-        if args.explain and tr:
+        if args.explain and tr and tr.get("switched"):
+            written = [s["note"].split(":")[0][len("writes "):] for s in r["steps"] if s["note"].startswith("writes ")]
+            lines += switch_explained(tr, written)
+        elif args.explain and tr:
             lines.append("ERET restores PSTATE from SPSR_EL2 (so the EL and interrupt masks) and jumps to ELR_EL2: "
                          "the caller resumes right after its hvc, with the stub's result in x0.")
         return "\n".join(lines)

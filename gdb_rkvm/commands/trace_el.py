@@ -1,6 +1,6 @@
 from gdb_rkvm.model import exclog
 from gdb_rkvm.model.argtypes import seconds
-from gdb_rkvm.arch import vectors
+from gdb_rkvm.arch import exits, vectors
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.model.guest_text import escape
 from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
@@ -12,12 +12,22 @@ from gdb_rkvm.live.trap_watch import EACH, TrapWatch, catch_suspended
 def timeline_event(tr: Trap) -> dict:
     """One hit of the breakpoint timeline (`trace-el --args`) as its JSON event."""
     if tr.kind == ENTRY:
+        ex = tr.exit
         return {"cpu": tr.cpu, "kind": "entry", "from": tr.from_mode, "to": "EL2h", "slot": tr.slot,
                 "slot_offset": tr.slot_offset, "esr": tr.esr, "esr_summary": tr.esr_summary, "elr": tr.elr,
-                "elr_symbol": tr.elr_symbol}
-    # at an ERET, SPSR_EL2 is the PSTATE it returns to
+                "elr_symbol": tr.elr_symbol, "guest": bool(tr.guest), "exit_reason": ex.reason.value if ex else None}
+    # at an ERET, SPSR_EL2 is the PSTATE it returns to and HCR_EL2.VM the world
     return {"cpu": tr.cpu, "kind": "return", "from": "EL2h", "to": tr.from_mode, "eret_at": tr.pc,
-            "eret_symbol": tr.handler_symbol, "elr": tr.elr, "elr_symbol": tr.elr_symbol, "x0": tr.ret}
+            "eret_symbol": tr.handler_symbol, "elr": tr.elr, "elr_symbol": tr.elr_symbol, "x0": tr.ret,
+            "guest": bool(tr.guest)}
+
+
+def log_world(e: dict) -> bool:
+    """Whether a logged transition is the guest's: an entry to EL2 from the guest (a guest exit) or an
+    ERET into it. QEMU's log has no HCR_EL2: told by the guest's address range (exits.in_guest_by_address)."""
+    if e["kind"] == "entry":
+        return e["to_el"] == 2 and exits.in_guest_by_address(e["from_el"], e["elr"])
+    return e["from_el"] == 2 and exits.in_guest_by_address(e["to_el"], e["pc"])
 
 
 def timeline_collector(events: list[dict], count: int):
@@ -63,9 +73,12 @@ def format_log_event(e: dict, explain: bool = False) -> list[str]:
         what = e["esr_summary"] if e["esr"] is not None else e["exception"]
         if e["class"] == "dabt" and e["far"] is not None:
             what += f", FAR {e['far']:#x}"
+        guest = e.get("guest", False)
+        if guest:
+            what = f"guest exit: {what}"
         line = f"{cpu}{mark} EL{e['from_el']} -> EL{e['to_el']}  {what}"
         if e["elr"] is not None:
-            line += f"  ELR {_addr(e['elr'], e['elr_symbol'])}"
+            line += f"  ELR {_addr(e['elr'], None if guest else e['elr_symbol'])}"
         if e["psci_by_qemu"]:
             line += "  answered by QEMU as the PSCI firmware (its log names no caller: 'rkvm smc catch' does)"
         elif e["pc"] is not None:
@@ -78,7 +91,10 @@ def format_log_event(e: dict, explain: bool = False) -> list[str]:
         elif explain:
             lines.append("    no EL3 code runs here: QEMU plays the PSCI firmware and returns straight to the caller.")
         return lines
-    line = f"{cpu}{mark} EL{e['from_el']} -> EL{e['to_el']}  ERET to {_addr(e['pc'], e['pc_symbol'])}"
+    if e.get("guest"):
+        line = f"{cpu}{mark} EL{e['from_el']} -> EL{e['to_el']}  ERET into the guest at {e['pc']:#x}"
+    else:
+        line = f"{cpu}{mark} EL{e['from_el']} -> EL{e['to_el']}  ERET to {_addr(e['pc'], e['pc_symbol'])}"
     if e["illegal"]:
         line += "  (illegal exception return: PSTATE.IL set)"
     lines = [line]
@@ -142,7 +158,10 @@ Example (at reset):
         flt = exclog.Filter(el2_only=args.el2_only, classes=parse_classes(args.classes), cpu=args.cpu)
         count = args.count if args.count is not None else (None if args.seconds else 20)
         r = el_log.trace(flt, count, args.seconds if args.seconds is not None else 30.0)
-        return {"source": "exception log", "events": [e.to_dict() for e in r.events], "seconds": r.seconds,
+        events = [e.to_dict() for e in r.events]
+        for e in events:
+            e["guest"] = log_world(e)
+        return {"source": "exception log", "events": events, "seconds": r.seconds,
                 "seen": r.seen, "stopped_by": r.stopped_by, "dropped_lines": r.dropped_lines,
                 "per_cpu_files": r.per_cpu_files, "log_bytes": r.log_bytes, "log_unread": r.log_unread}
 
@@ -166,15 +185,18 @@ Example (at reset):
         for e in r["events"]:
             elr = f"{e['elr']:#x}" + (f" <{e['elr_symbol']}>" if e["elr_symbol"] else "")
             if e["kind"] == "entry":
-                lines.append(f"CPU {e['cpu']}  {e['from']} -> EL2h  {e['slot']}  {e['esr_summary']}  "
-                             f"ELR {elr}")
+                what = f"guest exit {e['exit_reason']}: " if e.get("guest") else ""
+                pc = "guest PC" if e.get("guest") else "ELR"
+                lines.append(f"CPU {e['cpu']}  {e['from']} -> EL2h  {e['slot']}  {what}{e['esr_summary']}  "
+                             f"{pc} {elr}")
                 if args.explain:
                     lines.append(f"    the CPU took an exception to EL2: it saved PSTATE in SPSR_EL2 and the return "
                                  f"address in ELR_EL2, masked interrupts and jumped to VBAR_EL2 + "
                                  f"{e['slot_offset']:#x}.")
             else:
                 at = f"{e['eret_at']:#x}" + (f" <{e['eret_symbol']}>" if e["eret_symbol"] else "")
-                lines.append(f"CPU {e['cpu']}  EL2h -> {e['to']}  ERET at {at} to {elr}  x0={e['x0']:#x}")
+                into = " into the guest" if e.get("guest") else ""
+                lines.append(f"CPU {e['cpu']}  EL2h -> {e['to']}  ERET at {at}{into} to {elr}  x0={e['x0']:#x}")
                 if args.explain:
                     lines.append("    ERET restored PSTATE from SPSR_EL2 and jumped to ELR_EL2.")
         return "\n".join(lines) or "no exception entered EL2"

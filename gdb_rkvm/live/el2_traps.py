@@ -4,8 +4,13 @@ breakpoints of live/trap_watch.py. Addresses are physical: EL2 runs with its MMU
 import gdb
 
 from gdb_rkvm.arch import disasm
+from gdb_rkvm.arch.vectors import TABLE_SIZE
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import gdb_target as t
+from gdb_rkvm.live import kernel_facts
+from gdb_rkvm.model import stub_abi
+
+OTHER_SPAN = 0x1000   # a vector table that is not the rkvm stub: it and what follows it in its page
 
 
 def vbar_el2_by_cpu() -> dict[int, int]:
@@ -18,14 +23,30 @@ def vbar_el2_by_cpu() -> dict[int, int]:
     return out
 
 
-def eret_addresses(vbar: int, span: int = 0x1000) -> list[int]:
-    """PAs of the ERET instructions in the EL2 code around a vector table: the table and what follows
-    it in the same page (the rkvm stub and the kernel's hyp-stub both keep their handlers there)."""
-    try:
-        code = t.read_physical(vbar, span)
-    except RkvmError:
-        return []
-    return [i.address for i in disasm.disassemble(code, vbar) if disasm.is_exception_return(i)]
+def code_ranges(vbar: int) -> list[tuple[int, int]]:
+    """(PA, size) of the EL2 code around a vector table. The rkvm stub: its vectors and its code
+    (RKVM_OFF_CODE up to the host save areas at RKVM_OFF_HOST: the world switch's ERETs are past the
+    first page); any other table (the kernel's hyp-stub): the table and the rest of its page."""
+    if kernel_facts.is_rkvm_stub(vbar):
+        code, host = stub_abi.value("RKVM_OFF_CODE"), stub_abi.value("RKVM_OFF_HOST")
+        return [(vbar, TABLE_SIZE), (vbar + code, host - code)]
+    return [(vbar, OTHER_SPAN)]
+
+
+def el2_code(vbar: int) -> list[disasm.Insn]:
+    """The instructions of code_ranges(vbar) that could be read."""
+    out = []
+    for pa, size in code_ranges(vbar):
+        try:
+            out += disasm.disassemble(t.read_physical(pa, size), pa)
+        except RkvmError:
+            continue
+    return out
+
+
+def eret_addresses(vbar: int) -> list[int]:
+    """PAs of the ERET instructions in the EL2 code around a vector table (code_ranges)."""
+    return [i.address for i in el2_code(vbar) if disasm.is_exception_return(i)]
 
 
 def current_cpu() -> int:

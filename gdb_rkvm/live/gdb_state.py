@@ -20,6 +20,7 @@ class GdbState:
         self.vbar_seen = {}          # CPU -> last VBAR_EL2 seen at a stop (target/vbar_watch.py)
         self.vbar_moves = []         # VBAR_EL2 moves noticed at stops, oldest first
         self.hvc_catch = None        # the armed `rkvm hvc catch`, if any
+        self.exit_catch = None       # the armed `rkvm exit catch`, if any
         self.psci_watch = None       # the armed `rkvm psci --watch` (target/psci.py)
         self.vmlinux_reloaded = False  # GDB loaded vmlinux again since we last checked its offset
         self.phys = None             # direct guest RAM reader for this connection (target/physmem.py)

@@ -9,10 +9,9 @@ import gdb
 from gdb_rkvm.model import records, stub_abi
 from gdb_rkvm.model.snapshot import (CpuState, ModuleState, Snapshot, StubCpuRecord, StubState,
                                      VbarOrigin)
-from gdb_rkvm.arch import disasm
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import gdb_target as t
-from gdb_rkvm.live import kernel_facts, translation
+from gdb_rkvm.live import el2_traps, kernel_facts, translation
 from gdb_rkvm.live.cpu_state import cpu_summary, el_picture
 
 
@@ -54,14 +53,13 @@ def stub_records(stub_pa: int, cpus: list[int]) -> dict[str, StubCpuRecord | Non
     return {str(n): records.parse(StubCpuRecord | None, r) for n, r in found.items()}
 
 
-def el2_code_uses_stack(vbar: int, span: int = 0x1000) -> bool | None:
-    """Whether the EL2 code around VBAR_EL2 addresses memory through sp (None if unreadable)."""
-    try:
-        code = t.read_physical(vbar, span)
-    except RkvmError:
+def el2_code_uses_stack(vbar: int) -> bool | None:
+    """Whether the EL2 code around VBAR_EL2 (el2_traps.code_ranges: the whole rkvm stub) addresses
+    memory through sp (None if unreadable)."""
+    code = el2_traps.el2_code(vbar)
+    if not code:
         return None
-    return any(re.search(r"\[sp\b", i.op_str) for i in disasm.disassemble(code, vbar)
-               if i.mnemonic.startswith(("st", "ld")))
+    return any(re.search(r"\[sp\b", i.op_str) for i in code if i.mnemonic.startswith(("st", "ld")))
 
 
 def backtrace(cpu: int, depth: int = 12) -> list[str]:

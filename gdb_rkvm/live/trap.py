@@ -8,7 +8,7 @@ an SMC instruction of the kernel before it runs (SMC_SITE), or an ERET of the EL
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from gdb_rkvm.arch import esr, pstate, regfields, smccc, vectors
+from gdb_rkvm.arch import esr, exits, pstate, regfields, smccc, vectors
 from gdb_rkvm.arch.fields import MASK64
 from gdb_rkvm.model import stub_abi
 
@@ -50,6 +50,10 @@ class Trap:
     caller_symbol: str | None = None
     handler_symbol: str | None = None  # the EL2 name of pc
     elr_symbol: str | None = None
+    guest: bool | None = None       # HCR_EL2.VM: at an ENTRY a guest exit, at a RETURN an ERET into the
+                                    # guest (None: not read)
+    far: int | None = None          # FAR_EL2 / HPFAR_EL2 of a guest's abort, read after the filter
+    hpfar: int | None = None
 
     @property
     def ec(self) -> int | None:
@@ -105,6 +109,26 @@ class Trap:
             return None
         return (self.elr - 4) & MASK64 if self.is_hvc else self.elr
 
+    @property
+    def vector_kind(self) -> str:
+        """'sync', 'irq', 'fiq' or 'serror' from the slot entered (an IRQ/FIQ leaves ESR_EL2 stale)."""
+        off = self.slot_offset
+        return "sync" if off is None else ("sync", "irq", "fiq", "serror")[(off // vectors.SLOT_SIZE) % 4]
+
+    @property
+    def exit(self) -> exits.GuestExit | None:
+        """Why the guest came back to EL2, for an entry taken while HCR_EL2.VM = 1; None otherwise."""
+        if self.kind != ENTRY or not self.guest:
+            return None
+        return exits.classify(self.esr, self.vector_kind)
+
+    @property
+    def ipa(self) -> int | None:
+        """A guest abort's IPA: HPFAR_EL2.FIPA the page, FAR_EL2[11:0] the offset."""
+        if self.hpfar is None or self.far is None:
+            return None
+        return (((self.hpfar >> 4) & ((1 << 40) - 1)) << 12) | (self.far & 0xFFF)
+
     def x(self, n: int) -> int | None:
         return self.registers[n] if n < len(self.registers) else None
 
@@ -133,7 +157,15 @@ class Trap:
         }
         if self.kind == SMC_SITE:
             out["goes_to"] = self.smc_goes_to
+        if self.guest is not None:
+            ex = self.exit
+            out.update(guest=self.guest, exit=ex.to_dict() if ex else None, far=self.far, hpfar=self.hpfar,
+                       ipa=self.ipa if ex and ex.reason in (exits.ExitReason.DABT, exits.ExitReason.IABT) else None)
         return out
+
+    def to_json(self) -> dict:
+        """--json (model/records.to_json) prints the published dict, not the raw fields."""
+        return self.to_dict()
 
 
 Symbolizer = Callable[[int], "str | None"]
@@ -147,13 +179,19 @@ def entry(cpu: int, pc: int, vbar: int, values: Mapping[str, int], symbol: Symbo
           el2_symbol: Symbolizer | None = None) -> Trap:
     """A trap at VBAR_EL2 + slot, from ESR_EL2/ELR_EL2/SPSR_EL2 and x0.. in `values`; names looked up
     only when a symbolizer is given (the hot path of a trace leaves them out)."""
+    hcr = values.get("HCR_EL2")
     tr = Trap(cpu=cpu, kind=ENTRY, pc=pc, pstate=values["SPSR_EL2"], esr=values["ESR_EL2"],
-              elr=values["ELR_EL2"], vbar=vbar, registers=_regs(values, 8))
+              elr=values["ELR_EL2"], vbar=vbar, registers=_regs(values, 8),
+              guest=None if hcr is None else regfields.stage2_enabled(hcr),
+              far=values.get("FAR_EL2"), hpfar=values.get("HPFAR_EL2"))
     return named(tr, symbol, el2_symbol)
 
 
 def named(tr: Trap, symbol: Symbolizer | None, el2_symbol: Symbolizer | None) -> Trap:
-    """The same trap with its caller, ELR and handler named."""
+    """The same trap with its caller, ELR and handler named. A guest's addresses are the guest's own
+    VAs: the host's symbols do not name them."""
+    if tr.guest:
+        symbol = None
     return replace(tr, caller_symbol=symbol(tr.caller) if symbol and tr.caller is not None else tr.caller_symbol,
                    elr_symbol=symbol(tr.elr) if symbol and tr.elr is not None else tr.elr_symbol,
                    handler_symbol=el2_symbol(tr.pc) if el2_symbol and tr.kind != SMC_SITE else tr.handler_symbol)
@@ -174,23 +212,33 @@ def smc_site(cpu: int, pc: int, imm: int, values: Mapping[str, int], hcr_el2: in
 def eret(cpu: int, pc: int, values: Mapping[str, int], symbol: Symbolizer | None = None,
          el2_symbol: Symbolizer | None = None) -> Trap:
     """A CPU on an ERET of the EL2 code: SPSR_EL2 (the mode it returns to), ELR_EL2 and x0 in `values`."""
+    hcr = values.get("HCR_EL2")  # at an ERET, HCR_EL2.VM says which world it returns to
     tr = Trap(cpu=cpu, kind=RETURN, pc=pc, pstate=values["SPSR_EL2"], elr=values["ELR_EL2"],
-              registers=_regs(values, 1), ret=values.get("x0"))
+              registers=_regs(values, 1), ret=values.get("x0"),
+              guest=None if hcr is None else regfields.stage2_enabled(hcr))
     return named(tr, symbol, el2_symbol)
 
 
 @dataclass(frozen=True)
 class TrapFilter:
-    """Which traps a watch hands on. `classes` is a set of ESR_EL2.EC values (None: any class), so a
-    guest-exit catch (`--reason dabt`) is `TrapFilter(classes=frozenset({esr.EC_DABT_LOW}))`."""
+    """Which traps a watch hands on. `classes` is a set of ESR_EL2.EC values (None: any class);
+    `guest` picks guest exits (HCR_EL2.VM = 1 at the entry) or the host's own traps, and `reasons`
+    guest exits by arch/exits reason, so a guest-exit catch (`--reason dabt`) is
+    `TrapFilter(classes=None, guest=True, reasons=frozenset({"dabt"}))`: a host's HVC never matches it."""
 
     imm: int | None = None
     cpu: int | None = None
     from_el: int | None = None
     function_id: int | None = None
     classes: frozenset[int] | None = HVC_OR_SMC
+    guest: bool | None = None       # True: guest exits only (HCR_EL2.VM = 1); False: the host's traps only
+    reasons: frozenset[str] | None = None   # arch/exits.ExitReason values (guest exits only)
 
     def matches(self, tr: Trap) -> bool:
+        if self.guest is not None and bool(tr.guest) != self.guest:
+            return False
+        if self.reasons is not None and (tr.exit is None or tr.exit.reason.value not in self.reasons):
+            return False
         if self.classes is not None and tr.ec not in self.classes:
             return False
         if self.imm is not None and tr.imm16 != self.imm:
@@ -205,7 +253,9 @@ class TrapFilter:
         parts = [f"imm16 == {self.imm:#x}" if self.imm is not None else "",
                  f"CPU {self.cpu}" if self.cpu is not None else "",
                  f"from EL{self.from_el}" if self.from_el is not None else "",
-                 f"x0 == {self.function_id:#x}" if self.function_id is not None else ""]
+                 f"x0 == {self.function_id:#x}" if self.function_id is not None else "",
+                 f"exit reason {' or '.join(sorted(self.reasons))}" if self.reasons is not None else "",
+                 {True: "guest exits", False: "from the host"}.get(self.guest, "") if self.reasons is None else ""]
         return ", ".join(p for p in parts if p) or "every HVC"
 
 

@@ -125,7 +125,7 @@ class TrapWatch:
         tr = self._smc_site(bp, cpu) if bp.role == SMC_SITE else self._entry(bp, cpu)
         if not self.filter.matches(tr):
             return False
-        tr = trap.named(tr, self._symbol, self._el2_namer(bp.vbar))  # names only for the traps kept
+        tr = trap.named(self._abort_regs(tr), self._symbol, self._el2_namer(bp.vbar))  # only for the traps kept
         if self.returns == PAIRED and bp.role == ENTRY:
             self.pending[cpu] = tr
             return False
@@ -137,13 +137,21 @@ class TrapWatch:
             if first is None:
                 return False
             return bool(self.on_trap(replace(first, ret=t.read_current(["x0"])["x0"])))
-        values = t.read_current(["SPSR_EL2", "ELR_EL2", "x0"])
+        values = t.read_current(["SPSR_EL2", "ELR_EL2", "HCR_EL2", "x0"])
         return bool(self.on_trap(trap.eret(cpu, bp.pa, values, self._symbol, self._el2_namer(bp.vbar))))
 
     def _entry(self, bp: _Point, cpu: int) -> Trap:
         # the hot path of a trace: one batch of registers, symbols only after the filter
-        values = t.read_current(["ESR_EL2", "ELR_EL2", "SPSR_EL2"] + [f"x{n}" for n in range(8)])
+        values = t.read_current(["ESR_EL2", "ELR_EL2", "SPSR_EL2", "HCR_EL2"] + [f"x{n}" for n in range(8)])
         return trap.entry(cpu, bp.pa, bp.vbar, values)
+
+    @staticmethod
+    def _abort_regs(tr: Trap) -> Trap:
+        """A guest exit kept by the filter gets FAR_EL2 and HPFAR_EL2 (the abort's VA and IPA page)."""
+        if tr.kind != ENTRY or not tr.guest:
+            return tr
+        values = t.read_current(["FAR_EL2", "HPFAR_EL2"])
+        return replace(tr, far=values["FAR_EL2"], hpfar=values["HPFAR_EL2"])
 
     @staticmethod
     def _smc_site(bp: _Point, cpu: int) -> Trap:
@@ -170,7 +178,8 @@ class TrapWatch:
 
 def trap_now(cpu: int) -> Trap:
     """The trap a CPU stopped at an EL2 vector slot is taking (read from a plain stop, not a watch)."""
-    names = ["pc", "VBAR_EL2", "ESR_EL2", "ELR_EL2", "SPSR_EL2"] + [f"x{n}" for n in range(8)]
+    names = ["pc", "VBAR_EL2", "ESR_EL2", "ELR_EL2", "SPSR_EL2", "HCR_EL2", "FAR_EL2", "HPFAR_EL2"] + \
+        [f"x{n}" for n in range(8)]
     values = {n: t.read_register(n, cpu) for n in names}
     marks = kernel_facts.landmarks([values["VBAR_EL2"]])
     return trap.entry(cpu, values["pc"], values["VBAR_EL2"], values, t.symbol_at,
@@ -182,10 +191,11 @@ class TrapCatch:
     VBAR_EL2 at every stop, keeps the last trap it stopped on and shows it through `show` (the
     command's printing) at that stop."""
 
-    def __init__(self, trap_filter: TrapFilter, show: Callable[[Trap], None], hvc: bool = True, smc: bool = False):
+    def __init__(self, trap_filter: TrapFilter, show: Callable[[Trap], None], hvc: bool = True, smc: bool = False,
+                 slots: tuple[int, ...] = (LOWER_A64_SYNC,), name: str = "hvc catch"):
         self.filter, self.show, self.last, self.suspended = trap_filter, show, None, False
-        self.hvc = hvc
-        self.watch = TrapWatch(self._caught, slots=(LOWER_A64_SYNC,) if hvc else (), smc_sites=smc,
+        self.hvc, self.name = hvc, name
+        self.watch = TrapWatch(self._caught, slots=slots if hvc else (), smc_sites=smc,
                                trap_filter=trap_filter, require_vbar=False)
         gdb.events.stop.connect(self._on_stop)
         el2_symbols.InstallHookBreakpoint.listeners.append(self._vbar_moved)
@@ -201,7 +211,7 @@ class TrapCatch:
         """rkvm.ko installed new vectors: stop (and re-arm at that stop) unless already covered."""
         if self.suspended or not self.hvc or vbar + LOWER_A64_SYNC in self.watch.addresses(ENTRY):
             return False
-        notice(f"rkvm: VBAR_EL2 changed to {vbar:#x}: hvc catch moves there (continue to go on)")
+        notice(f"rkvm: VBAR_EL2 changed to {vbar:#x}: {self.name} moves there (continue to go on)")
         return True
 
     def suspend(self) -> None:
@@ -233,18 +243,18 @@ class TrapCatch:
 
 @contextlib.contextmanager
 def catch_suspended(command: str):
-    """Run a block that resumes the guest with an armed catch paused, and say so after."""
-    catch = STATE.hvc_catch
-    if catch is None or catch.suspended:
-        yield
-        return
-    catch.suspend()
+    """Run a block that resumes the guest with the armed catches (`hvc catch`, `exit catch`) paused,
+    and say so after."""
+    catches = [c for c in (STATE.hvc_catch, STATE.exit_catch) if c is not None and not c.suspended]
+    for catch in catches:
+        catch.suspend()
     try:
         yield
     finally:
-        catch.resume()
-        notice(f"rkvm: the armed hvc catch ({catch.filter.describe()}) was paused while {command} ran "
-               "(its stops would have cut the run short); it is armed again")
+        for catch in catches:
+            catch.resume()
+            notice(f"rkvm: the armed {catch.name} ({catch.filter.describe()}) was paused while {command} ran "
+                   "(its stops would have cut the run short); it is armed again")
 
 
 class CountedStop:

@@ -81,7 +81,7 @@ def test_trace_line_row_and_summary():
                                               f"x0={PING:#x} RKVM_HVC_PING x1=0x77 -> x0=0x524b564d")
     assert hvc.trace_row(1, done) == {"n": 1, "cpu": 1, "caller": ELR - 4, "caller_symbol": "rkvm_hvc+0x38",
                                       "imm16": 0x4B, "x0": PING, "x1": 0x77, "ret": 0x524B564D,
-                                      "function": "RKVM_HVC_PING"}
+                                      "function": "RKVM_HVC_PING", "guest": False}
     summary = hvc.summarize([done, ENTRY])
     assert summary == [{"cpu": 1, "imm16": 0x4B, "function": "RKVM_HVC_PING", "count": 2}]
     text = command(hvc.RkvmHvcTrace).format({"source": "breakpoints", "summary": summary, "total": 2,
