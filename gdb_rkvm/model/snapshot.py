@@ -63,6 +63,7 @@ class ElPicture:
     hcr_el2_set: str | None
     el2_mmu_on: bool | None
     vbar_el2_points_at: str | None
+    world: CpuWorld | None = None      # `rkvm el` only (the snapshot has it per CPU)
 
     def register(self, name: str) -> int | None:
         """The value of register `name`, None when absent or unreadable."""
