@@ -6,7 +6,7 @@ carry them; triage's guest rules read them.
 
 from dataclasses import dataclass
 
-from gdb_rkvm.arch import exits
+from gdb_rkvm.arch import decode, esr, exits, pagetable, pstate, stage2, stage2_fault
 from gdb_rkvm.model.stub_abi import HostSave, VcpuState
 
 # The EL1 registers a world switch must swap that the kernel never changes once it runs (TTBR0_EL1
@@ -165,3 +165,51 @@ class GuestState:
     vttbr_origin: VbarOrigin | None
     module: GuestModule | None = None
     ram: list[list[int]] | None = None       # guest RAM as [IPA, size] pairs (the module's, else the lab's)
+
+
+@dataclass(frozen=True)
+class VcpuView:
+    """Everything `rkvm vcpu` shows about one vCPU structure, decoded."""
+
+    pa: int
+    running_on: list[int]            # CPUs in the guest on this vCPU now (its saved registers are then stale)
+    x: list[int]                     # x0..x30 as saved at the last exit
+    pc: int
+    pstate: int
+    pstate_text: str
+    sp_el0: int
+    sp_el1: int
+    hcr_el2: int
+    hcr_text: str
+    vttbr_el2: int
+    vmid: int
+    vtcr_el2: int
+    vtcr_text: str
+    el1: dict[str, int]
+    exit: GuestExitRecord
+    esr_text: str                    # ESR_EL2 decoded (arch/esr)
+    esr_explain: list[str]
+    fault: dict | None               # arch/stage2_fault autopsy of a stage-2 abort, to_dict()
+
+
+def vcpu_view(pa: int, v: VcpuState, running_on: list[int], ram: list | None = None) -> VcpuView:
+    """Decode a vCPU's registers and its last exit; `ram`: guest RAM as (IPA, size) pairs."""
+    ex = GuestExitRecord.of(v)
+    dec = esr.decode(v.exit.esr, "ESR_EL2")
+    fault = None
+    if ex.kind in ("dabt", "iabt"):
+        fault = stage2_fault.autopsy(v.exit.esr, v.exit.far, v.exit.hpfar, ram, None).to_dict()
+    return VcpuView(pa, list(running_on), list(v.x), v.pc, v.pstate, pstate.mode_name(v.pstate), v.sp_el0,
+                    v.sp_el1, v.hcr_el2, decode.decode("HCR_EL2", v.hcr_el2).summary, v.vttbr_el2,
+                    stage2.vmid(v.vttbr_el2, v.vtcr_el2), v.vtcr_el2, _vtcr_text(v.vtcr_el2), dict(v.el1), ex,
+                    dec.summary, list(dec.explain or []), fault)
+
+
+def _vtcr_text(vtcr: int) -> str:
+    problems = stage2.vtcr_problems(vtcr)
+    try:
+        s = stage2.stage2_start(vtcr)
+    except pagetable.WalkError as e:
+        return str(e)
+    text = f"{s.ia_bits}-bit IPA, {s.granule // 1024}K granule, start level {s.start_level}, {s.tables} start table(s)"
+    return text + "".join(f"; {p.text}" for p in problems)
