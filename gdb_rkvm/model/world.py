@@ -13,6 +13,8 @@ from gdb_rkvm.model.stub_abi import HostSave, VcpuState
 # follows the running process, the fault/return registers every exception): a host whose live value
 # differs from the one the stub saved did not get its own back.
 STABLE_EL1 = ("SCTLR_EL1", "TTBR1_EL1", "TCR_EL1", "MAIR_EL1", "VBAR_EL1")
+# arm64 Linux keeps the ASID in TTBR1_EL1[63:48] (TCR_EL1.A1 = 1): it changes at every context switch
+STABLE_MASK = {"TTBR1_EL1": (1 << 48) - 1}
 
 GUEST_STATES = {0: "runnable", 1: "done", 2: "stopped"}
 
@@ -61,8 +63,9 @@ class CpuWorld:
         h = self.host_save
         if self.in_guest or h is None or h.in_guest or not h.runs:
             return {}
-        return {n: (self.el1_live[n], h.el1[n]) for n in STABLE_EL1
-                if n in self.el1_live and n in h.el1 and self.el1_live[n] != h.el1[n]}
+        mask = STABLE_MASK
+        return {n: (self.el1_live[n], h.el1[n]) for n in STABLE_EL1 if n in self.el1_live and n in h.el1
+                and (self.el1_live[n] ^ h.el1[n]) & mask.get(n, (1 << 64) - 1)}
 
 
 @dataclass(frozen=True)
