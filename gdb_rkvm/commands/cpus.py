@@ -50,7 +50,10 @@ Example:
         rows = [[str(c.cpu), world_cell(worlds.get(str(c.cpu))), c.mode, with_symbol(c.pc, c.pc_symbol),
                  with_symbol(c.vbar_el2, c.vbar_el2_symbol), c.vbar_el2_points_at or "-", hx(c.sp_el2)]
                 for c in r["cpus"]]
-        out = table(rows, ["CPU", "world", "EL", "PC", "VBAR_EL2", "points at", "SP_EL2"])
+        header = ["CPU", "world", "EL", "PC", "VBAR_EL2", "points at", "SP_EL2"]
+        if not any(worlds.values()):   # a gdbstub without HCR_EL2: no world column rather than a column of '-'
+            rows, header = [row[:1] + row[2:] for row in rows], header[:1] + header[2:]
+        out = table(rows, header)
         for w in r["warnings"]:
             out += f"\nwarning: {w}"
         if args.explain:

@@ -9,7 +9,8 @@ import json
 from dataclasses import dataclass, field, fields
 
 from gdb_rkvm.model import records
-from gdb_rkvm.model.world import CpuWorld, GuestState, VbarOrigin  # noqa: F401  VbarOrigin: its old home
+from gdb_rkvm.model.world import (CpuWorld, GuestExitRecord, GuestModule, GuestState,  # noqa: F401  the schema's
+                                  HostSaveSummary, VbarOrigin)  # $defs name every record here
 
 
 def _compact(record, keep: tuple = ()) -> dict:
