@@ -4,7 +4,10 @@ and rkvm.ko's own view of its guest."""
 
 import gdb
 
+from gdb_rkvm.arch import stage2
+from gdb_rkvm.arch.pagetable import WalkError
 from gdb_rkvm.errors import RkvmError
+from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live import kernel_facts, world
 from gdb_rkvm.live.v2p_origin import virt_to_phys_origin
 from gdb_rkvm.model import stub_abi
@@ -52,12 +55,31 @@ def state_of(pa: int, v: VcpuState, module: GuestModule | None, host_ram, marks=
     ram_ok = in_ram(base, host_ram)
     try:
         with world.host_view():
-            origin = virt_to_phys_origin(base, marks, require_symbol=ram_ok is not False)
+            origin = virt_to_phys_origin(base, marks, require_symbol=False)
+        if origin and ram_ok is not False and not _tables_moved(base, origin.real_pa, v.vtcr_el2):
+            origin = None   # RAM either way: only believed when the real tables are there and VTTBR's are not
     except RkvmError:
         origin = None
     return GuestState(vcpu_pa=pa, pc=v.pc, pstate=v.pstate, sp_el1=v.sp_el1, hcr_el2=v.hcr_el2,
                       vttbr_el2=v.vttbr_el2, vtcr_el2=v.vtcr_el2, exit=GuestExitRecord.of(v), el1=dict(v.el1),
                       vttbr_baddr_in_ram=ram_ok, vttbr_origin=origin, module=module, ram=guest_ram(module))
+
+
+def _valid_descriptors(pa: int, size: int) -> int:
+    data = t.read_physical(pa, size)
+    return sum(int.from_bytes(data[i:i + 8], "little") & 1 for i in range(0, len(data), 8))
+
+
+def _tables_moved(baddr: int, real: int | None, vtcr: int) -> bool:
+    """Whether the stage-2 start table is at `real` (valid descriptors) and not at VTTBR_EL2's `baddr` (none):
+    a RAM address virt_to_phys() gave by coincidence is not taken for the mistake."""
+    if real is None:
+        return False
+    try:
+        size = min(stage2.stage2_start(vtcr).table_bytes or 4096, 0x10000)
+    except WalkError:
+        size = 4096
+    return _valid_descriptors(real, size) > 0 and _valid_descriptors(baddr, size) == 0
 
 
 def host_ram() -> list[tuple[int, int]]:
