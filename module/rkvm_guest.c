@@ -127,12 +127,16 @@ struct rkvm_guest_debug_state {
 	u64 runs;
 	u64 exits[EXIT_KINDS];	/* hvc, dabt, iabt, wfx, irq, other */
 	u64 uart_chars;
+	/* the last synchronous exit (an IRQ exit has no syndrome: ESR_EL2 is stale then) */
+	u64 sync_esr, sync_far, sync_hpfar, sync_pc, sync_count;
 };
 
 struct rkvm_guest_debug_state rkvm_guest_debug;
 EXPORT_SYMBOL_GPL(rkvm_guest_debug);
 
 static u64 *pool_va(unsigned int n);
+
+static u64 vreg(unsigned int off);
 
 static void publish(void)
 {
@@ -154,6 +158,13 @@ static void publish(void)
 	d->runs = g.runs;
 	memcpy(d->exits, g.exits, sizeof(d->exits));
 	d->uart_chars = g.uart_chars;
+	if (vreg(RKVM_VCPU_EXIT_REASON) == RKVM_EXIT_SYNC && vreg(RKVM_VCPU_EXIT_COUNT) != d->sync_count) {
+		d->sync_esr = vreg(RKVM_VCPU_EXIT_ESR);
+		d->sync_far = vreg(RKVM_VCPU_EXIT_FAR);
+		d->sync_hpfar = vreg(RKVM_VCPU_EXIT_HPFAR);
+		d->sync_pc = vreg(RKVM_VCPU_PC);
+		d->sync_count = vreg(RKVM_VCPU_EXIT_COUNT);
+	}
 	WRITE_ONCE(d->magic, RKVM_STUB_MAGIC);
 }
 

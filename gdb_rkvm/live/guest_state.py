@@ -65,21 +65,19 @@ def state_of(pa: int, v: VcpuState, module: GuestModule | None, host_ram, marks=
                       vttbr_baddr_in_ram=ram_ok, vttbr_origin=origin, module=module, ram=guest_ram(module))
 
 
-def _valid_descriptors(pa: int, size: int) -> int:
-    data = t.read_physical(pa, size)
-    return sum(int.from_bytes(data[i:i + 8], "little") & 1 for i in range(0, len(data), 8))
-
-
 def _tables_moved(baddr: int, real: int | None, vtcr: int) -> bool:
-    """Whether the stage-2 start table is at `real` (valid descriptors) and not at VTTBR_EL2's `baddr` (none):
-    a RAM address virt_to_phys() gave by coincidence is not taken for the mistake."""
+    """Whether the stage-2 start table the VMM filled (at `real`, with valid descriptors) is not what the
+    walker reads at VTTBR_EL2's `baddr` (other bytes): a RAM address virt_to_phys() gave by coincidence,
+    with the tables really there, is not taken for the mistake."""
     if real is None:
         return False
     try:
         size = min(stage2.stage2_start(vtcr).table_bytes or 4096, 0x10000)
     except WalkError:
         size = 4096
-    return _valid_descriptors(real, size) > 0 and _valid_descriptors(baddr, size) == 0
+    filled = t.read_physical(real, size)
+    valid = any(int.from_bytes(filled[i:i + 8], "little") & 1 for i in range(0, size, 8))
+    return valid and t.read_physical(baddr, size) != filled
 
 
 def host_ram() -> list[tuple[int, int]]:

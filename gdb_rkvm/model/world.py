@@ -109,6 +109,11 @@ class GuestModule:
     runs: int
     exits: dict[str, int]            # hvc, dabt, iabt, wfx, irq, other
     uart_chars: int
+    sync_esr: int = 0                # the last synchronous exit: an IRQ exit leaves ESR_EL2 stale
+    sync_far: int = 0
+    sync_hpfar: int = 0
+    sync_pc: int = 0
+    sync_count: int = 0              # its number (0: none yet)
 
     @property
     def aborts(self) -> int:
@@ -120,7 +125,8 @@ class GuestModule:
 GUEST_DEBUG_FIELDS = ("magic", "state", "vcpu_pa", "ram_pa", "ram_ipa", "ram_size", "vttbr", "vtcr", "vtcr_tables",
                       "hcr", "s2_tables_va", "s2_start_level", "s2_ipa_bits", "s2_tables", "runs")
 EXIT_KINDS = ("hvc", "dabt", "iabt", "wfx", "irq", "other")
-GUEST_DEBUG_SIZE = 8 * (len(GUEST_DEBUG_FIELDS) + len(EXIT_KINDS) + 1)
+SYNC_FIELDS = ("sync_esr", "sync_far", "sync_hpfar", "sync_pc", "sync_count")
+GUEST_DEBUG_SIZE = 8 * (len(GUEST_DEBUG_FIELDS) + len(EXIT_KINDS) + 1 + len(SYNC_FIELDS))
 
 
 def guest_module(data: bytes, magic: int) -> GuestModule | None:
@@ -136,7 +142,8 @@ def guest_module(data: bytes, magic: int) -> GuestModule | None:
     return GuestModule(**{**f, "state": GUEST_STATES.get(f["state"], str(f["state"])),
                           "s2_start_level": level - (1 << 64) if level >> 63 else level,
                           "exits": dict(zip(EXIT_KINDS, u[n:n + len(EXIT_KINDS)], strict=True)),
-                          "uart_chars": u[n + len(EXIT_KINDS)]})
+                          "uart_chars": u[n + len(EXIT_KINDS)],
+                          **dict(zip(SYNC_FIELDS, u[n + len(EXIT_KINDS) + 1:], strict=True))})
 
 
 @dataclass(frozen=True)

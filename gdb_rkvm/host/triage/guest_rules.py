@@ -3,7 +3,7 @@ stage-2 tables' physical address, a VTCR_EL2 that disagrees with the tables, and
 from the guest on the guest's EL1 registers. Pure functions over the snapshot's `guest` section and
 per-CPU `world` records (model/world.py)."""
 
-from gdb_rkvm.arch import stage2, stage2_fault
+from gdb_rkvm.arch import exits, stage2, stage2_fault
 from gdb_rkvm.arch.pagetable import WalkError
 from gdb_rkvm.host.triage.rules import V2P_EXPLANATION, Finding, _origin_evidence
 from gdb_rkvm.model.snapshot import Snapshot
@@ -17,10 +17,30 @@ def _ram(g: GuestState) -> list[tuple[int, int]]:
     return [(s, n) for s, n in (g.ram or [])]
 
 
+def _last_sync(g: GuestState) -> tuple[int, int, int, int, str] | None:
+    """(ESR_EL2, FAR_EL2, HPFAR_EL2, exit number, line) of the last synchronous exit: the vCPU's last exit,
+    or rkvm.ko's record of the last synchronous one when the last was an IRQ (which has no syndrome)."""
+    if g.exit.reason == "sync":
+        return g.exit.esr, g.exit.far, g.exit.hpfar, g.exit.count, g.exit.text
+    m = g.module
+    if m is not None and m.sync_count:
+        return m.sync_esr, m.sync_far, m.sync_hpfar, m.sync_count, exits.classify(m.sync_esr).line()
+    return None
+
+
 def _autopsy(g: GuestState) -> stage2_fault.Stage2Fault | None:
-    if g.exit.kind not in ("dabt", "iabt"):
+    last = _last_sync(g)
+    if last is None or exits.classify(last[0]).reason.value not in ("dabt", "iabt"):
         return None
-    return stage2_fault.autopsy(g.exit.esr, g.exit.far, g.exit.hpfar, _ram(g))
+    return stage2_fault.autopsy(last[0], last[1], last[2], _ram(g))
+
+
+def _exit_line(g: GuestState) -> str:
+    last = _last_sync(g)
+    if last is None:
+        return f"last exit (#{g.exit.count}): {g.exit.text}"
+    tail = "" if last[3] == g.exit.count else f"; the last exit (#{g.exit.count}) was {g.exit.kind}"
+    return f"last synchronous exit (#{last[3]}): {last[4]}{tail}"
 
 
 def _guest_cpus(snap: Snapshot, g: GuestState) -> list[int]:
@@ -69,7 +89,7 @@ def stage2_fault_loop(snap: Snapshot, ctx: dict) -> list[Finding]:
         return []
     lvl = f" at level {f.level}" if f.level is not None else ""
     ranges = ", ".join(f"{s:#x}-{s + n - 1:#x}" for s, n in _ram(g))
-    ev = [f"last exit (#{g.exit.count}): {g.exit.text}", f.what_the_guest_did(), f.fault_text(),
+    ev = [_exit_line(g), f.what_the_guest_did(), f.fault_text(),
           f"IPA {f.ipa:#x} is guest RAM ({ranges}): the VMM's memory map has it, stage 2 does not",
           f"guest PC {g.pc:#x}: the VMM resumes the guest at the same instruction, which faults again"]
     if g.module:
@@ -94,7 +114,7 @@ def vttbr_not_ram(snap: Snapshot, ctx: dict) -> list[Finding]:
     return [Finding("vttbr-not-ram", "error", _guest_cpus(snap, g),
                     f"VTTBR_EL2's table base {base:#x} is not RAM", [
                         f"vCPU at PA {g.vcpu_pa:#x}: VTTBR_EL2 {g.vttbr_el2:#x} (BADDR {base:#x}, VMID "
-                        f"{(g.vttbr_el2 >> 48) & 0xFF})", f"RAM: {ram}", f"last exit (#{g.exit.count}): {g.exit.text}"],
+                        f"{(g.vttbr_el2 >> 48) & 0xFF})", f"RAM: {ram}", _exit_line(g)],
                     "VTTBR_EL2.BADDR is the physical address of the stage-2 start table: the table walker reads "
                     "descriptors from there for every guest access. There is no memory at this address, so every "
                     "guest instruction fetch faults at stage 2 from the first one on. Allocate the tables with "
@@ -126,7 +146,7 @@ def vtcr_mismatch(snap: Snapshot, ctx: dict) -> list[Finding]:
     f = _autopsy(g)
     if f is not None and f.is_stage2_abort:
         first = " (the guest's first instruction)" if f.instruction and g.module and g.pc == g.module.ram_ipa else ""
-        ev += [f"last exit (#{g.exit.count}): {f.what_the_guest_did()}{first}", f.fault_text()]
+        ev += [_exit_line(g), f"{f.what_the_guest_did()}{first}", f.fault_text()]
     return [Finding("vtcr-mismatch", "error", _guest_cpus(snap, g),
                     f"VTCR_EL2 {g.vtcr_el2:#x} does not describe the stage-2 tables the guest runs on", ev,
                     "VTCR_EL2 tells the table walker how to read VTTBR_EL2's tables: T0SZ the IPA size, SL0 the start "
