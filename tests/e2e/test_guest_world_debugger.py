@@ -55,7 +55,7 @@ def test_cpus_el_vcpu_and_world_in_the_guest_and_back(start_lab, gdb_on):
 
         el = mi.check(f"rkvm el --cpu {cpu}")
         assert f"PC {ENTRY:#x} - in the guest (VMID 1, VTTBR_EL2 {w['vttbr_el2']:#x})" in el
-        assert "EL1 register  guest (live)" in el and "host (saved by the stub)" in el
+        assert re.search(r"^EL1 register\s+guest \(live\)\s+host \(saved by the stub\)$", el, re.M), el
         host_vbar = w["host_save"]["el1"]["VBAR_EL1"]
         assert re.search(rf"^VBAR_EL1\s+0x[0-9a-f]+\s+{host_vbar:#x}$", el, re.M), el   # the host's, beside
         assert host_vbar >> 48 == 0xFFFF and w["el1_live"]["VBAR_EL1"] != host_vbar
