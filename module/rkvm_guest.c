@@ -104,6 +104,70 @@ static struct {
 	struct mutex lock;
 } g;
 
+/*
+ * What `cat /sys/kernel/debug/rkvm/guest` shows, at one symbol a debugger reads while the kernel is
+ * stopped (debugfs needs a running kernel), like rkvm_debug for the stub. Written after every exit.
+ * Field order is ABI for gdb_rkvm (live/guest_state.py): append only.
+ */
+struct rkvm_guest_debug_state {
+	u64 magic;		/* RKVM_STUB_MAGIC once filled */
+	u64 state;		/* 0 runnable, 1 done, 2 stopped */
+	u64 vcpu_pa;
+	u64 ram_pa;
+	u64 ram_ipa;
+	u64 ram_size;
+	u64 vttbr;		/* what the vCPU runs with */
+	u64 vtcr;		/* what the vCPU runs with */
+	u64 vtcr_tables;	/* the VTCR the stage-2 tables were built for */
+	u64 hcr;
+	u64 s2_tables_va;	/* the tables' kernel VA (vmalloc in mode=s2-vmalloc) */
+	u64 s2_start_level;	/* (s64) */
+	u64 s2_ipa_bits;
+	u64 s2_tables;		/* table pages in use */
+	u64 runs;
+	u64 exits[EXIT_KINDS];	/* hvc, dabt, iabt, wfx, irq, other */
+	u64 uart_chars;
+	/* the last synchronous exit (an IRQ exit has no syndrome: ESR_EL2 is stale then) */
+	u64 sync_esr, sync_far, sync_hpfar, sync_pc, sync_count;
+};
+
+struct rkvm_guest_debug_state rkvm_guest_debug;
+EXPORT_SYMBOL_GPL(rkvm_guest_debug);
+
+static u64 *pool_va(unsigned int n);
+
+static u64 vreg(unsigned int off);
+
+static void publish(void)
+{
+	struct rkvm_guest_debug_state *d = &rkvm_guest_debug;
+
+	WRITE_ONCE(d->state, g.done ? 1 : g.stopped ? 2 : 0);
+	d->vcpu_pa = page_to_phys(g.vcpu_page);
+	d->ram_pa = page_to_phys(g.ram_pages);
+	d->ram_ipa = RKVM_GUEST_RAM_IPA;
+	d->ram_size = RKVM_GUEST_RAM_SIZE;
+	d->vttbr = g.vttbr;
+	d->vtcr = g.vtcr_run;
+	d->vtcr_tables = g.vtcr_tables;
+	d->hcr = g.hcr;
+	d->s2_tables_va = (u64)pool_va(0);
+	d->s2_start_level = (u64)(s64)g.geo.start_level;
+	d->s2_ipa_bits = g.geo.ia_bits;
+	d->s2_tables = g.pool_used;
+	d->runs = g.runs;
+	memcpy(d->exits, g.exits, sizeof(d->exits));
+	d->uart_chars = g.uart_chars;
+	if (vreg(RKVM_VCPU_EXIT_REASON) == RKVM_EXIT_SYNC && vreg(RKVM_VCPU_EXIT_COUNT) != d->sync_count) {
+		d->sync_esr = vreg(RKVM_VCPU_EXIT_ESR);
+		d->sync_far = vreg(RKVM_VCPU_EXIT_FAR);
+		d->sync_hpfar = vreg(RKVM_VCPU_EXIT_HPFAR);
+		d->sync_pc = vreg(RKVM_VCPU_PC);
+		d->sync_count = vreg(RKVM_VCPU_EXIT_COUNT);
+	}
+	WRITE_ONCE(d->magic, RKVM_STUB_MAGIC);
+}
+
 static u64 vreg(unsigned int off)
 {
 	return READ_ONCE(g.vcpu[off / 8]);
@@ -394,8 +458,11 @@ static void guest_run(unsigned long n)
 		rkvm_debug_event(RKVM_EV_GUEST_EXIT, cpu, rkvm_stub_pa(), reason);
 		local_irq_enable();
 		g.runs++;
-		if (!handle_exit(reason))
+		if (!handle_exit(reason)) {
+			publish();
 			break;
+		}
+		publish();
 		cond_resched();
 	}
 	if (i == n && !g.done && !g.stopped)
@@ -429,6 +496,7 @@ static ssize_t guest_write(struct file *f, const char __user *ubuf, size_t len, 
 		mutex_unlock(&g.lock);
 		return -EINVAL;
 	}
+	publish();
 	mutex_unlock(&g.lock);
 	return len;
 }
@@ -501,6 +569,7 @@ int rkvm_guest_init(struct dentry *dir, enum rkvm_mode mode)
 		return ret;
 	}
 	guest_reset();
+	publish();
 	debugfs_create_file("guest", 0600, dir, NULL, &guest_fops);
 	pr_info("rkvm: guest RAM at PA %#llx (IPA %#x), vCPU at PA %#llx, VTTBR %#llx VTCR %#llx\n",
 		(u64)page_to_phys(g.ram_pages), RKVM_GUEST_RAM_IPA, (u64)page_to_phys(g.vcpu_page),
@@ -518,4 +587,5 @@ void rkvm_guest_free(void)
 		__free_pages(g.pool_pages, S2_POOL_ORDER);
 	vfree(g.pool_vmalloc);
 	memset(&g, 0, sizeof(g));
+	memset(&rkvm_guest_debug, 0, sizeof(rkvm_guest_debug));
 }

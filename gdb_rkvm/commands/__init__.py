@@ -5,7 +5,7 @@ def register_all():
     """Create the `rkvm` prefix, every subcommand and the convenience functions."""
     from gdb_rkvm.commands import (cpus, el, esr, functions, hvc, kaslr_cmd, lint_el2, modules, prefix, psci_cmd,
                                    run_to, settings, snapshot, status, step_el2, stub, sysreg, trace_el, v2p,
-                                   vectors, vmmap, walk)
+                                   vcpu, vectors, vmmap, walk)
     from gdb_rkvm.commands import exit_catch, fault
 
     settings.register()
@@ -18,7 +18,7 @@ def register_all():
                 v2p.RkvmContig, vmmap.RkvmVmmap, vmmap.RkvmP2v, stub.RkvmStub, hvc.RkvmHvcCatch,
                 hvc.RkvmHvcLast, hvc.RkvmHvcTrace, step_el2.RkvmStepEl2, trace_el.RkvmTraceEl,
                 snapshot.RkvmSnapshot, kaslr_cmd.RkvmKaslr, lint_el2.RkvmLintEl2, hvc.RkvmSmcCatch,
-                psci_cmd.RkvmPsci,
+                psci_cmd.RkvmPsci, vcpu.RkvmVcpu,
                 exit_catch.RkvmExitCatch, exit_catch.RkvmExitLast, fault.RkvmFault,
-                functions.RkvmElFunction, functions.RkvmSysregFunction):
+                functions.RkvmElFunction, functions.RkvmSysregFunction, functions.RkvmWorldFunction):
         cls()

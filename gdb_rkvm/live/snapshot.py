@@ -11,39 +11,14 @@ from gdb_rkvm.model.snapshot import (CpuState, ModuleState, Snapshot, StubCpuRec
                                      VbarOrigin)
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import gdb_target as t
-from gdb_rkvm.live import el2_traps, kernel_facts, translation
+from gdb_rkvm.live import el2_traps, guest_state, kernel_facts, world
 from gdb_rkvm.live.cpu_state import cpu_summary, el_picture
+from gdb_rkvm.live.v2p_origin import virt_to_phys_origin
 
 
 def vbar_origin(vbar: int, marks=None) -> VbarOrigin | None:
-    """If VBAR_EL2 is what virt_to_phys() gives for a mapped module or vmalloc VA (and is not a known
-    vector table), that VA and its real PA.
-
-    Any PA is `VA - kimage_voffset` for some VA; it only means something when that VA is mapped
-    elsewhere and names module code or a vmalloc allocation.
-    """
-    off = kernel_facts.kimage_voffset()
-    if not off or not vbar:
-        return None
-    marks = marks or kernel_facts.landmarks([vbar])
-    if vbar == marks.hyp_stub_pa or vbar in marks.rkvm_stub_pas:
-        return None
-    va = (vbar + off) & t.MASK64
-    try:
-        layout = translation.kernel_layout()
-    except RkvmError:
-        return None
-    region = layout.region(va)
-    if region not in ("modules", "vmalloc") or layout.virt_to_phys(va) != vbar:
-        return None
-    try:
-        real = translation.translate(va).pa
-    except RkvmError:
-        real = None
-    symbol = t.symbol_at(va)
-    if real is None or real == vbar or (region != "modules" and symbol is None):
-        return None
-    return VbarOrigin(va, region, symbol, real)
+    """If VBAR_EL2 is what virt_to_phys() gives for a mapped module or vmalloc VA, that VA and its real PA."""
+    return virt_to_phys_origin(vbar, marks)
 
 
 def stub_records(stub_pa: int, cpus: list[int]) -> dict[str, StubCpuRecord | None]:
@@ -91,7 +66,7 @@ def snapshot() -> Snapshot:
     for n in cpus:
         entry: dict = {}
         for name, fn in (("summary", lambda n=n: cpu_summary(n, marks)), ("el", lambda n=n: el_picture(n, marks)),
-                         ("backtrace", lambda n=n: backtrace(n))):
+                         ("backtrace", lambda n=n: backtrace(n)), ("world", lambda n=n: world.cpu_world(n))):
             try:
                 entry[name] = fn()
             except (RkvmError, gdb.error) as e:
@@ -127,6 +102,7 @@ def snapshot() -> Snapshot:
                     ram=[[s, e] for s, e in marks.ram], stub=stub, el2_code_uses_stack=uses_stack, module=module,
                     rkvm_stub_park=park, psci=psci_facts, el2_copy=el2_copy,
                     kernel_va_symbols=kernel_va_symbols(out_cpus, stub),
+                    guest=guest_state.read_or_none(cpus, problems, marks),
                     problems=problems, partial=bool(problems))
 
 

@@ -6,7 +6,10 @@ runs and keeps the host's EL1 state in the CPU's host save area (RKVM_HOST_*); t
 guest its live EL1 registers are the guest's: the host's are the save area's.
 """
 
+import contextlib
 from dataclasses import dataclass
+
+import gdb
 
 from gdb_rkvm.arch import regfields
 from gdb_rkvm.arch.stage2 import vmid
@@ -15,6 +18,7 @@ from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live import kernel_facts
 from gdb_rkvm.model import stub_abi
 from gdb_rkvm.model.stub_abi import HostSave, VcpuState
+from gdb_rkvm.model.world import GUEST_DEBUG_SIZE, CpuWorld, GuestModule, HostSaveSummary, guest_module
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,93 @@ class World:
 
 
 def stub_pa() -> int | None:
-    """The physical address of the rkvm stub (rkvm_debug.stub_pa), or None without rkvm.ko's stub."""
-    pa = t.read_u64_symbol("rkvm_debug.stub_pa")
+    """The physical address of the rkvm stub (rkvm_debug.stub_pa), or None without rkvm.ko's stub.
+
+    A CPU in the guest reads kernel VAs through the guest's regime, so the variable may be unreadable
+    from there: then any CPU's VBAR_EL2 that holds the stub (its magic, read physically) names it."""
+    with host_view():
+        pa = t.read_u64_symbol("rkvm_debug.stub_pa")
     if pa and kernel_facts.is_rkvm_stub(pa):
         return pa
+    for n, _ in t.cpu_threads():
+        try:
+            vbar = t.read_register("VBAR_EL2", n)
+        except RkvmError:
+            continue
+        if vbar and kernel_facts.is_rkvm_stub(vbar):
+            return vbar
     return None
+
+
+def _in_guest(cpu: int) -> bool:
+    try:
+        return regfields.stage2_enabled(t.read_register("HCR_EL2", cpu))
+    except RkvmError:
+        return False
+
+
+def host_cpu() -> int | None:
+    """A CPU in the host at EL1 (its EL1 regime is the kernel's), or None when every CPU is elsewhere."""
+    for n, _ in t.cpu_threads():
+        if not _in_guest(n) and t.current_el(n) == 1:
+            return n
+    return None
+
+
+@contextlib.contextmanager
+def host_view():
+    """Run a block that reads kernel VAs with a host CPU selected when the selected one is in the guest
+    (its EL1 regime, the guest's, does not map the kernel). Unchanged when no host CPU is at EL1."""
+    thread = gdb.selected_thread()
+    other = host_cpu() if thread is not None and _in_guest(t.cpu_of(thread)) else None
+    if other is None:
+        yield
+        return
+    with t.on_thread(t.thread_for_cpu(other)):
+        yield
+
+
+EL1_CONTEXT = tuple(stub_abi.el1_fields())
+
+
+def el1_live(cpu: int) -> dict[str, int]:
+    """The EL1 registers an EL1 context holds (RKVM_EL1_*), live; those the gdbstub does not expose are absent."""
+    out = {}
+    for name in EL1_CONTEXT:
+        try:
+            out[name] = t.read_register(name, cpu)
+        except RkvmError:
+            pass
+    return out
+
+
+def cpu_world(cpu: int) -> CpuWorld:
+    """`cpu`'s world as a record: world(), the host save area summarised, the live EL1 registers."""
+    w = world(cpu)
+    return CpuWorld(w.name, w.vmid, w.hcr_el2, w.vttbr_el2, w.vtcr_el2, w.vcpu_pa,
+                    HostSaveSummary.of(w.host) if w.host else None, el1_live(cpu))
+
+
+def read_guest_module() -> GuestModule | None:
+    """rkvm.ko's rkvm_guest_debug (its debugfs guest state), or None without it or before it is filled."""
+    addr = t.symbol_address("rkvm_guest_debug")
+    if addr is None:
+        return None
+    try:
+        with host_view():
+            data = t.read_kernel_virtual(addr, GUEST_DEBUG_SIZE)
+    except (RkvmError, gdb.error):
+        return None
+    return guest_module(data, stub_abi.value("RKVM_STUB_MAGIC"))
+
+
+def vcpu_pa_of(cpu: int) -> int | None:
+    """The vCPU `cpu` runs or ran last (the stub's host save area), else the one rkvm.ko has."""
+    w = world(cpu)
+    if w.vcpu_pa:
+        return w.vcpu_pa
+    m = read_guest_module()
+    return m.vcpu_pa if m and m.vcpu_pa else None
 
 
 def host_save(cpu: int) -> HostSave | None:

@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass, field, fields
 
 from gdb_rkvm.model import records
+from gdb_rkvm.model.world import (CpuWorld, GuestExitRecord, GuestModule, GuestState,  # noqa: F401  the schema's
+                                  HostSaveSummary, VbarOrigin)  # $defs name every record here
 
 
 def _compact(record, keep: tuple = ()) -> dict:
@@ -62,6 +64,7 @@ class ElPicture:
     hcr_el2_set: str | None
     el2_mmu_on: bool | None
     vbar_el2_points_at: str | None
+    world: CpuWorld | None = None      # `rkvm el` only (the snapshot has it per CPU)
 
     def register(self, name: str) -> int | None:
         """The value of register `name`, None when absent or unreadable."""
@@ -77,22 +80,13 @@ class CpuState:
     summary: CpuSummary | None = None
     el: ElPicture | None = None
     backtrace: list[str] | None = None
+    world: CpuWorld | None = None       # host or guest, and the stub's host save area
 
     def to_json(self) -> dict:
         return _compact(self)
 
     def register(self, name: str) -> int | None:
         return self.el.register(name) if self.el else None
-
-
-@dataclass(frozen=True)
-class VbarOrigin:
-    """A VBAR_EL2 that is virt_to_phys() of a mapped module or vmalloc VA, and that VA's real PA."""
-
-    va: int
-    region: str
-    symbol: str | None
-    real_pa: int | None
 
 
 @dataclass(frozen=True)
@@ -162,6 +156,7 @@ class Snapshot:
     psci: dict | None = None                     # live/psci.facts(): conduit, per-CPU landing, calls
     el2_copy: dict[str, dict | None] = field(default_factory=dict)   # VBAR_EL2 hex -> el2lint.compare
     kernel_va_symbols: dict[str, str | None] = field(default_factory=dict)
+    guest: GuestState | None = None              # the vCPU that runs or ran last, and rkvm.ko's guest
 
     def vbars(self) -> dict[int, int]:
         return {int(k): v for k, v in self.vbar_el2.items()}

@@ -1,5 +1,7 @@
 """Triage rules over synthetic snapshots: each finding fires exactly when its condition holds."""
 
+import dataclasses
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -173,3 +175,106 @@ def test_report_written_atomically(tmp_path):
     report.write(tmp_path, rep)
     assert (tmp_path / "report.json").exists() and (tmp_path / "report.md").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+
+
+# ---- the guest world (issue 16): findings over the snapshot's guest section and per-CPU world ----
+
+GUEST_RAM_PA, VCPU_PA = 0x40E5C000, 0x40D8E000
+HOST_EL1 = {"SCTLR_EL1": 0x34D5D91D, "TTBR1_EL1": 0x41E6F000, "TCR_EL1": 0x34B5503510, "MAIR_EL1": 0xFF,
+            "VBAR_EL1": 0xFFFF800080010800, "TTBR0_EL1": 0x41000000}
+GUEST_EL1 = {"SCTLR_EL1": 0x30D0180D, "TTBR1_EL1": 0, "TCR_EL1": 0x80803520, "MAIR_EL1": 0xFF00,
+             "VBAR_EL1": 0x80000800, "TTBR0_EL1": 0x80001000}
+HOLE_ESR, HOLE_FAR, HOLE_HPFAR = 0x92000047, 0x8000FFF0, 0x8000F0   # the s2-hole lab's last exit
+VTCR = 0x80023560   # 32-bit IPA, 4K, start level 1
+
+
+def guest(esr=HOLE_ESR, far=HOLE_FAR, hpfar=HOLE_HPFAR, count=200, vtcr=VTCR, vtcr_tables=None, vttbr=None,
+          in_ram=True, origin=None, state="runnable", aborts=146, pc=0x800000E8):
+    from gdb_rkvm.arch import exits
+    from gdb_rkvm.model.world import GuestExitRecord, GuestModule, GuestState
+    vttbr = (1 << 48) | 0x41E40000 if vttbr is None else vttbr
+    c = exits.classify(esr)
+    module = GuestModule(state, VCPU_PA, GUEST_RAM_PA, 0x80000000, 0x10000, vttbr, vtcr, vtcr_tables or vtcr,
+                         0x80080039, 0xFFFF000001E40000, 1, 32, 3, count,
+                         {"hvc": 0, "dabt": aborts, "iabt": 0, "wfx": 0, "irq": count - aborts, "other": 0}, 0)
+    ipa = ((hpfar >> 4) << 12) | (far & 0xFFF)
+    return GuestState(VCPU_PA, pc, 0x3C5, 0x80010000, 0x80080039, vttbr, vtcr,
+                      GuestExitRecord("sync", esr, far, hpfar, ipa, count, c.reason.value, c.line()), dict(GUEST_EL1),
+                      in_ram, origin, module, [[0x80000000, 0x10000]])
+
+
+def with_guest(g, worlds=None):
+    """A healthy two-CPU snapshot with a guest section and (optionally) per-CPU world records."""
+    s = snap([cpu(0), cpu(1)], stub_records=records())
+    s["guest"] = to_json(g)
+    for c in s["cpus"]:
+        if worlds and c["cpu"] in worlds:
+            c["world"] = to_json(worlds[c["cpu"]])
+    return s
+
+
+def world(n_runs=1, live=None, in_guest=False):
+    from gdb_rkvm.model.world import CpuWorld, HostSaveSummary
+    return CpuWorld("guest" if in_guest else "host", 1 if in_guest else None, 0x80080039 if in_guest else 0x80000000,
+                    0, VTCR, VCPU_PA, HostSaveSummary(in_guest, VCPU_PA, n_runs, 0xFFFF800080A00000, 0xFFFF800082003E00,
+                                                      dict(HOST_EL1)), dict(live or HOST_EL1))
+
+
+def test_stage2_fault_loop_names_the_ipa_the_level_and_guest_ram():
+    f = rules.diagnose(with_guest(guest(), {0: world(200)}), {})
+    assert codes(f) == ["stage2-fault-loop"] and f[0].cpus == [0]
+    assert "IPA 0x8000fff0" in f[0].summary and "at level 3" in f[0].summary and "(guest RAM)" in f[0].summary
+    assert any("is guest RAM (0x80000000-0x8000ffff)" in e for e in f[0].evidence)
+    assert "map it at stage 2" in f[0].explanation
+
+
+def test_no_loop_for_a_guest_that_finished_mmio_or_few_aborts():
+    hvc_done = guest(esr=0x5A000000, far=0, hpfar=0, state="done")
+    uart = guest(esr=0x93C08006 | (1 << 24), far=0x49000000, hpfar=0x90000)      # an emulated UART store
+    for g in (hvc_done, uart, guest(aborts=3), guest(state="stopped")):
+        assert rules.diagnose(with_guest(g), {}) == []
+
+
+def test_vttbr_from_virt_to_phys_and_not_ram():
+    bad = 0x38666000
+    origin = VbarOrigin(0xFFFF800081E40000, "vmalloc", None, 0x41E40000)
+    s = with_guest(guest(esr=0x82000006, far=0x80000000, hpfar=0x800000, vttbr=(1 << 48) | bad, in_ram=False,
+                         origin=origin, aborts=0, pc=0x80000000), {0: world(200)})
+    f = {x.code: x for x in rules.diagnose(s, {})}
+    assert set(f) == {"vttbr-from-virt-to-phys", "vttbr-not-ram"}     # not also a fault loop: stage 2 is broken
+    v = f["vttbr-from-virt-to-phys"]
+    assert "0x38666000" in v.summary and "virt_to_phys(0xffff800081e40000) = 0x38666000" in v.evidence[1]
+    assert "PA 0x41e40000" in v.evidence[2] and "alloc_pages" in v.explanation
+    # the same evidence wording as VBAR_EL2's rule: one helper, not a copy
+    assert rules._origin_evidence(origin, bad) == v.evidence[1:]
+
+
+def test_vtcr_mismatch_from_the_tables_vtcr_and_the_ipa_size():
+    run = (VTCR & ~0x3F) | 33
+    g = guest(esr=0x82000004, far=0x80000000, hpfar=0x800000, vtcr=run, vtcr_tables=VTCR, aborts=0, pc=0x80000000)
+    f = rules.diagnose(with_guest(g), {})
+    assert codes(f) == ["vtcr-mismatch"]
+    ev = " ".join(f[0].evidence)
+    assert "built for VTCR_EL2 0x80023560 (32-bit IPA" in ev and "31-bit IPA space" in ev
+    assert "the guest's first instruction" in ev
+    # without rkvm.ko's view, the guest RAM beyond the IPA size still says it
+    assert codes(rules.diagnose(with_guest(dataclasses.replace(g, module=None)), {})) == ["vtcr-mismatch"]
+
+
+def test_host_el1_state_clobbered_only_after_a_run_and_not_for_asid_changes():
+    clobbered = {**HOST_EL1, **{k: GUEST_EL1[k] for k in ("SCTLR_EL1", "VBAR_EL1", "TTBR1_EL1")}}
+    done = guest(esr=0x5A000000, far=0, hpfar=0, state="done")
+    f = rules.diagnose(with_guest(done, {1: world(1, clobbered)}), {})
+    assert codes(f) == ["host-el1-state-clobbered"] and f[0].cpus == [1]
+    assert any(e.startswith("VBAR_EL1: live 0x80000800, the stub saved 0xffff800080010800") and "guest's" in e
+               for e in f[0].evidence)
+    assert rules.diagnose(with_guest(done, {1: world(0, clobbered)}), {}) == []           # never ran a guest
+    assert rules.diagnose(with_guest(done, {1: world(1, clobbered, in_guest=True)}), {}) == []   # in the guest
+    asid = {**HOST_EL1, "TTBR1_EL1": HOST_EL1["TTBR1_EL1"] | (0x2A << 48), "TTBR0_EL1": 0x42000000}
+    assert rules.diagnose(with_guest(done, {1: world(1, asid)}), {}) == []
+
+
+@given(st.integers(0, 0xFFFF), st.integers(0, (1 << 48) - 1))
+def test_clobber_check_ignores_the_asid_and_sees_any_baddr_change(asid, baddr):
+    w = world(1, {**HOST_EL1, "TTBR1_EL1": (asid << 48) | baddr})
+    assert bool(w.host_el1_clobbered()) == (baddr != HOST_EL1["TTBR1_EL1"])

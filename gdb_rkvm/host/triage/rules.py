@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from gdb_rkvm.arch import esr, smccc, vectors
 from gdb_rkvm.model.snapshot import CpuState, Snapshot, StubFault
+from gdb_rkvm.model.world import VbarOrigin
 
 MASK64 = (1 << 64) - 1
 
@@ -51,6 +52,19 @@ def vbar_not_ram(snap: Snapshot, ctx: dict) -> list[Finding]:
                     "anything) faults again at the same vectors and the CPU never comes back.")]
 
 
+V2P_EXPLANATION = ("virt_to_phys() is arithmetic that is only right for the kernel's linear map. Module code and "
+                   "vmalloc memory are mapped page by page from anywhere in RAM, so the formula gives a wrong "
+                   "address (often not RAM at all).")
+
+
+def _origin_evidence(origin: VbarOrigin, pa: int) -> list[str]:
+    """How a physical address EL2 was given is virt_to_phys() of a module or vmalloc VA."""
+    sym = f" <{origin.symbol}>" if origin.symbol else ""
+    real = f"{origin.real_pa:#x}" if origin.real_pa is not None else "unmapped"
+    return [f"virt_to_phys({origin.va:#x}{sym}) = {pa:#x} (the kernel's formula: VA - kimage_voffset)",
+            f"the page-table walk of {origin.va:#x} gives PA {real}"]
+
+
 def vbar_from_virt_to_phys(snap: Snapshot, ctx: dict) -> list[Finding]:
     out = []
     for vbar_hex, origin in snap.vbar_origins.items():
@@ -58,16 +72,10 @@ def vbar_from_virt_to_phys(snap: Snapshot, ctx: dict) -> list[Finding]:
             continue
         vbar = int(vbar_hex, 16)
         cpus = [n for n, v in snap.vbars().items() if v == vbar]
-        sym = f" <{origin.symbol}>" if origin.symbol else ""
-        real = f"{origin.real_pa:#x}" if origin.real_pa is not None else "unmapped"
         out.append(Finding(
             "vbar-el2-from-virt-to-phys", "error", cpus,
-            f"VBAR_EL2 = {vbar:#x} is virt_to_phys() of a {origin.region} address",
-            [f"virt_to_phys({origin.va:#x}{sym}) = {vbar:#x} (the kernel's formula: VA - kimage_voffset)",
-             f"the page-table walk of {origin.va:#x} gives PA {real}"],
-            "virt_to_phys() is arithmetic that is only right for the kernel's linear map. Module code and "
-            "vmalloc memory are mapped page by page from anywhere in RAM, so the formula gives a wrong "
-            "address (often not RAM at all). Copy the vectors to memory from alloc_pages() or "
+            f"VBAR_EL2 = {vbar:#x} is virt_to_phys() of a {origin.region} address", _origin_evidence(origin, vbar),
+            V2P_EXPLANATION + " Copy the vectors to memory from alloc_pages() or "
             "__get_free_pages() and use page_to_phys()/virt_to_phys() of that linear-map address."))
     return out
 
@@ -344,8 +352,11 @@ def psci_unhandled(snap: Snapshot, ctx: dict) -> list[Finding]:
                     explanation)]
 
 
+from gdb_rkvm.host.triage.guest_rules import GUEST_RULES  # noqa: E402  guest_rules builds on this module
+
 RULES = [kernel_panic, vbar_from_virt_to_phys, vbar_not_ram, vbar_mismatch, el2_code_relocated,
-         el2_fault_at_kernel_va, el2_parked, el2_stack_unset, cpu_stuck, console_silent, psci_unhandled]
+         el2_fault_at_kernel_va, el2_parked, el2_stack_unset, cpu_stuck, console_silent, psci_unhandled,
+         *GUEST_RULES]
 
 
 def diagnose(snap: Snapshot | dict, ctx: dict) -> list[Finding]:
