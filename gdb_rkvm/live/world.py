@@ -65,27 +65,12 @@ def stub_pa() -> int | None:
     return None
 
 
-def _in_guest(cpu: int) -> bool:
-    try:
-        return regfields.stage2_enabled(t.read_register("HCR_EL2", cpu))
-    except RkvmError:
-        return False
-
-
-def host_cpu() -> int | None:
-    """A CPU in the host at EL1 (its EL1 regime is the kernel's), or None when every CPU is elsewhere."""
-    for n, _ in t.cpu_threads():
-        if not _in_guest(n) and t.current_el(n) == 1:
-            return n
-    return None
-
-
 @contextlib.contextmanager
 def host_view():
     """Run a block that reads kernel VAs with a host CPU selected when the selected one is in the guest
     (its EL1 regime, the guest's, does not map the kernel). Unchanged when no host CPU is at EL1."""
     thread = gdb.selected_thread()
-    other = host_cpu() if thread is not None and _in_guest(t.cpu_of(thread)) else None
+    other = t.cpu_at_el1() if thread is not None and t.in_guest(t.cpu_of(thread)) else None
     if other is None:
         yield
         return
