@@ -13,6 +13,7 @@ from functools import lru_cache
 import capstone
 
 from gdb_rkvm.arch import sysregs
+from gdb_rkvm.arch.fields import MASK64
 
 try:  # capstone 5
     from capstone import arm64_const as _cs
@@ -233,7 +234,7 @@ def _insn(md, insn, word: int) -> A64Insn:
                    "mem_shift": o.shift.value if o.mem.index else 0, "mem_disp": o.mem.disp,
                    "mem_write": bool(getattr(o, "access", 0) & capstone.CS_AC_WRITE)}
     if kind in (BRANCH, COND_BRANCH, CALL, ADR, ADRP, LITERAL) and imm is not None:
-        target = imm & ((1 << 64) - 1)   # capstone gives it as a signed 64-bit value
+        target = imm & MASK64   # capstone gives it as a signed 64-bit value
     sysreg = None
     access = sysreg_access(word)
     if access and kind in (MRS, MSR):

@@ -60,9 +60,9 @@ Example:
             return guest_translation.walk_stage2(va, cpu, given)
         if given.vttbr is not None or given.vtcr is not None:
             raise RkvmError("--vttbr and --vtcr name a stage 2: use them with --stage 2 or --guest")
-        tr = translation.translate(va, cpu, args.regime, args.stage)
+        tr = translation.translate(va, cpu, args.regime)
         why = None
-        if tr.fault and args.stage == 1 and args.regime == "el1":
+        if tr.fault and args.regime == "el1":
             why = translation.init_sections_note(va)
         return WalkResult(tr, cpu, t.symbol_at(va), why)
 

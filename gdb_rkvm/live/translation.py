@@ -29,35 +29,21 @@ def table_reader(granule: int):
 REGIME_REGISTERS = {
     "el1": ("TCR_EL1", "TTBR0_EL1", "TTBR1_EL1", "MAIR_EL1", "SCTLR_EL1"),
     "el2": ("TCR_EL2", "TTBR0_EL2", "MAIR_EL2", "SCTLR_EL2"),
-    "stage2": ("VTCR_EL2", "VTTBR_EL2", "HCR_EL2"),
 }
 
 
 def regime_registers(regime: str, cpu: int | None) -> dict:
-    """The registers that define a regime's translation (el1, el2, stage2), read from vCPU `cpu`."""
+    """The registers that define a stage-1 regime's translation (el1, el2), read from vCPU `cpu`. Stage 2 and
+    the guest's two stages: live/guest_translation.py."""
     return {name: t.read_register(name, cpu) for name in REGIME_REGISTERS[regime]}
 
 
-def regime_for(va: int, cpu: int | None = None, regime: str = "el1", stage: int = 1) -> Regime:
-    """The regime that translates `va` on vCPU `cpu`: el1 picks TTBR0/TTBR1_EL1 by VA[55]; el2 uses
-    TTBR0_EL2 if SCTLR_EL2.M; stage 2 VTTBR_EL2. RkvmError when `va` is outside its input range."""
-    if stage == 2:
-        return _stage2_regime(va, regime_registers("stage2", cpu))
+def regime_for(va: int, cpu: int | None = None, regime: str = "el1") -> Regime:
+    """The stage-1 regime that translates `va` on vCPU `cpu`: el1 picks TTBR0/TTBR1_EL1 by VA[55]; el2
+    uses TTBR0_EL2 if SCTLR_EL2.M. RkvmError when `va` is outside its input range."""
     if regime == "el2":
         return _el2_regime(va, regime_registers("el2", cpu))
     return _el1_regime(va, regime_registers("el1", cpu))
-
-
-def _stage2_regime(ipa: int, regs: dict) -> Regime:
-    on = regfields.stage2_enabled(regs["HCR_EL2"])
-    why = None if on else "stage 2 is off (HCR_EL2.VM = 0): IPA = PA"
-    if not on and not regs["VTTBR_EL2"]:
-        return Regime("stage2", 2, regs, mmu_on=False, disabled=why + "; VTTBR_EL2 is not set")
-    geo = _geometry(lambda: pt.stage2_geometry(regs["VTCR_EL2"]))
-    if ipa >> geo.ia_bits:
-        raise RkvmError(f"IPA {ipa:#x} is larger than the {geo.ia_bits}-bit IPA space (VTCR_EL2.T0SZ)")
-    # stage 2 off but a table set: walk it anyway (what the hypervisor prepared), saying it is off
-    return Regime("stage2", 2, regs, mmu_on=on, table_register="VTTBR_EL2", geometry=geo, disabled=None)
 
 
 def _el2_regime(va: int, regs: dict) -> Regime:
@@ -84,9 +70,9 @@ def _el1_regime(va: int, regs: dict) -> Regime:
                   mair=regs["MAIR_EL1"])
 
 
-def translate(va: int, cpu: int | None = None, regime: str = "el1", stage: int = 1) -> Translation:
-    """Walk `va` on vCPU `cpu` in the regime regime_for() picks: a Translation record."""
-    return translate_in(va, regime_for(va, cpu, regime, stage))
+def translate(va: int, cpu: int | None = None, regime: str = "el1") -> Translation:
+    """Walk `va` on vCPU `cpu` in the stage-1 regime regime_for() picks: a Translation record."""
+    return translate_in(va, regime_for(va, cpu, regime))
 
 
 def translate_in(va: int, regime: Regime) -> Translation:

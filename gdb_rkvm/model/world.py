@@ -7,6 +7,7 @@ carry them; triage's guest rules read them.
 from dataclasses import dataclass
 
 from gdb_rkvm.arch import decode, esr, exits, pagetable, pstate, stage2, stage2_fault
+from gdb_rkvm.arch.fields import MASK64
 from gdb_rkvm.model.stub_abi import HostSave, VcpuState
 
 # The EL1 registers a world switch must swap that the kernel never changes once it runs (TTBR0_EL1
@@ -65,7 +66,7 @@ class CpuWorld:
             return {}
         mask = STABLE_MASK
         return {n: (self.el1_live[n], h.el1[n]) for n in STABLE_EL1 if n in self.el1_live and n in h.el1
-                and (self.el1_live[n] ^ h.el1[n]) & mask.get(n, (1 << 64) - 1)}
+                and (self.el1_live[n] ^ h.el1[n]) & mask.get(n, MASK64)}
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,9 @@ findings with a stable code, a severity, the CPUs, evidence and a plain explanat
 from dataclasses import asdict, dataclass, field
 
 from gdb_rkvm.arch import esr, smccc, vectors
+from gdb_rkvm.arch.fields import MASK64
 from gdb_rkvm.model.snapshot import CpuState, Snapshot, StubFault
 from gdb_rkvm.model.world import VbarOrigin
-
-MASK64 = (1 << 64) - 1
 
 
 @dataclass
