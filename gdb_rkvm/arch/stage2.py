@@ -105,6 +105,11 @@ def _start_level_problems(vtcr: int, start: Stage2Start, pa_max: int | None) -> 
     return out
 
 
+def vttbr_baddr(vttbr: int) -> int:
+    """VTTBR_EL2.BADDR as an address: bits [47:1] (without VMID [63:48] and CnP, bit 0)."""
+    return bits(vttbr, 47, 1) << 1
+
+
 def vmid(vttbr: int, vtcr: int) -> int:
     """VTTBR_EL2.VMID: bits [63:48] with 16-bit VMIDs (VTCR_EL2.VS = 1), else [55:48]."""
     return bits(vttbr, 63, 48) if bits(vtcr, 19, 19) else bits(vttbr, 55, 48)

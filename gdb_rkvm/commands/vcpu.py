@@ -1,3 +1,4 @@
+from gdb_rkvm.arch.stage2 import vttbr_baddr
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live import guest_state, world
@@ -40,15 +41,20 @@ Example:
 
     def format(self, r, args):
         where = (f"running on CPU {', '.join(map(str, r.running_on))}: these are the registers saved at its last "
-                 "exit, the live ones are that CPU's ('rkvm el')" if r.running_on else "saved at its last exit")
+                 "exit, the live ones are that CPU's ('rkvm el')" if r.running_on else
+                 "saved at its last exit" if r.exit.count else "as rkvm.ko prepared it: it has not run yet")
         lines = [f"vCPU at PA {r.pa:#x} ({where})",
                  f"PC {r.pc:#x}  PSTATE {r.pstate:#x} {r.pstate_text}  SP_EL1 {r.sp_el1:#x}  SP_EL0 {r.sp_el0:#x}"]
         lines += ["  ".join(f"x{n + i:<2} {r.x[n + i]:#018x}" for i in range(4) if n + i < 31) for n in range(0, 31, 4)]
         lines += ["", f"HCR_EL2   {r.hcr_el2:#x}  {r.hcr_text}",
-                  f"VTTBR_EL2 {r.vttbr_el2:#x}  VMID {r.vmid}, stage-2 tables at PA {r.vttbr_el2 & ((1 << 48) - 2):#x}",
+                  f"VTTBR_EL2 {r.vttbr_el2:#x}  VMID {r.vmid}, stage-2 tables at PA {vttbr_baddr(r.vttbr_el2):#x}",
                   f"VTCR_EL2  {r.vtcr_el2:#x}  {r.vtcr_text}", "",
                   table([[n, hx(v)] for n, v in r.el1.items()], ["guest EL1 register", "value"]), ""]
         e = r.exit
+        if not e.count:
+            lines.append("no exit yet: the vCPU has never run "
+                         "(echo \"run 100\" > /sys/kernel/debug/rkvm/guest runs it)")
+            return "\n".join(lines + (["", *_explain(r)] if args.explain else []))
         lines.append(f"last exit (#{e.count}): {e.text}")
         lines.append(f"  ESR_EL2 {e.esr:#x}: {r.esr_text}")
         lines.append(f"  FAR_EL2 {e.far:#x}  HPFAR_EL2 {e.hpfar:#x}  (IPA {e.ipa:#x})")

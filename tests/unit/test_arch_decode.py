@@ -280,3 +280,11 @@ def test_short_slot_name_agrees_with_slot_name(offset):
         group = {"cur-sp0": "Current EL with SP0", "cur-spx": "Current EL with SPx",
                  "lower64": "Lower EL using AArch64", "lower32": "Lower EL using AArch32"}[short.split()[0]]
         assert vectors.slot_name(offset).startswith(group)
+
+
+@given(st.integers(0, (1 << 64) - 1))
+def test_vttbr_baddr_drops_vmid_and_cnp(vttbr):
+    """VTTBR_EL2.BADDR is bits [47:1]: the VMID (63:48) and CnP (bit 0) never reach the table address."""
+    from gdb_rkvm.arch.stage2 import vttbr_baddr
+    base = vttbr_baddr(vttbr)
+    assert base == vttbr & 0x0000_FFFF_FFFF_FFFE and base % 2 == 0 and base >> 48 == 0
