@@ -93,3 +93,13 @@ def test_world_function_decides_from_hcr_vm(monkeypatch):
     fakegdb.install(monkeypatch, fakegdb.Memory())
     from gdb_rkvm.commands.functions import world_name
     assert world_name(0x80080039) == "guest" and world_name(0x80000000) == "host"
+
+
+def test_vcpu_that_never_ran_says_so(cmd):  # noqa: F811
+    """Before the first `run N` the vCPU is rkvm.ko's preparation: no exit record to decode."""
+    data = bytearray(stub_abi.value("RKVM_VCPU_SIZE"))
+    struct.pack_into("<Q", data, stub_abi.value("RKVM_VCPU_PC"), 0x80000000)
+    v = vcpu_view(VCPU_PA, stub_abi.vcpu_state(bytes(data)), [], [(0x80000000, 0x10000)])
+    text = fmt(cmd("vcpu"), "RkvmVcpu", v)
+    assert text.splitlines()[0] == "vCPU at PA 0x40d8e000 (as rkvm.ko prepared it: it has not run yet)"
+    assert "no exit yet" in text and "last exit" not in text and "UNKNOWN" not in text
