@@ -8,7 +8,6 @@ from gdb_rkvm.arch.stage2 import vmid
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import el2_traps, kernel_facts, trap_watch
 from gdb_rkvm.live import gdb_target as t
-from gdb_rkvm.live.gdb_state import STATE
 from gdb_rkvm.live.resume import Deadline, continue_until, quiet_stepi
 from gdb_rkvm.commands.base import STOPPED, RkvmCommand, only_when
 from gdb_rkvm.live.trap import ANY_TRAP, Trap
@@ -20,7 +19,6 @@ HVC_RECIPE = "echo ping 1 > /sys/kernel/debug/rkvm/hvc"
 
 
 def _snapshot(cpu: int) -> dict:
-    STATE.stop_cache.clear()
     return {r: t.read_register(r, cpu) for r in GPRS + ["pc", "cpsr"]}
 
 
@@ -45,7 +43,6 @@ def _landings(insn: disasm.Insn, regs: dict, cpu: int) -> list[int]:
 
 def _world(cpu: int) -> dict:
     """Which world EL1 is now: the guest when HCR_EL2.VM = 1 (with its VMID from VTTBR_EL2), else the host."""
-    STATE.stop_cache.clear()
     hcr = t.read_register("HCR_EL2", cpu)
     if not regfields.stage2_enabled(hcr):
         return {"guest": False, "vmid": None}
@@ -204,7 +201,6 @@ Example:
                 quiet_stepi([t.read_register("VBAR_EL2", cpu) + vectors.LOWER_A64_SYNC, pc + 4])
             finally:
                 gdb.execute(f"set scheduler-locking {old}", to_string=True)
-            STATE.stop_cache.clear()
             if t.current_el(cpu) != 2:
                 raise RkvmError("stepping the hvc did not enter EL2")
             return "stepped into the hvc", 0.0
@@ -228,7 +224,6 @@ Example:
             finally:
                 watch.disarm()
         waited = time.monotonic() - start
-        STATE.stop_cache.clear()
         if not first:
             if not deadline.passed():
                 raise RkvmError(f"interrupted after {waited:.1f} s: no HVC entered EL2 (the target is stopped)")

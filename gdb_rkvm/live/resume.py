@@ -12,6 +12,8 @@ import time
 
 import gdb
 
+from gdb_rkvm.arch.fields import MASK64
+
 
 class Deadline:
     def __init__(self, seconds: float):
@@ -52,7 +54,7 @@ def quiet_stepi(landings) -> None:
     ERET, a vector for an exception). Landing elsewhere still works, GDB then prints its line."""
     bps = []
     try:
-        for address in sorted(set(a & 0xFFFFFFFFFFFFFFFF for a in landings if a is not None)):
+        for address in sorted(set(a & MASK64 for a in landings if a is not None)):
             bps.append(_Landing(address))
         gdb.execute("stepi", to_string=True)
     finally:
