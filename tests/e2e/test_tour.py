@@ -92,6 +92,10 @@ def _the_guest_part(out: str) -> None:
     assert re.search(r"PA 0x[0-9a-f]+  permissions: stage 1 rwx ---, stage 2 rwx rwx", guest)
     assert re.search(r"last exit \(#\d+\): dabt +EC 0x24[^\n]*\n  ESR_EL2 0x93010045", guest)
     assert "1    guest VMID 1" in guest or "0    guest VMID 1" in guest
+    # VTTBR_EL2.BADDR read as the table's PA (the walk's start table); no ELF marker named beside a 0
+    baddr = re.search(r"BADDR=PA (0x[0-9a-f]+), VMID=0x1", guest)
+    assert baddr and f"S2 L1  table {baddr.group(1)}[2]" in guest
+    assert "<_note_" not in guest
 
 
 def _read_until(fd: int, text: str, timeout: float, seen: list) -> str:
