@@ -1,7 +1,8 @@
 """Regenerate docs/commands/*.md: each command's help and its real output on the lab.
 
 Usage: python3 docs/capture.py [PAGE ...]   (boots the lab, about a minute; `make docs`)
-With PAGE names (e.g. trace-el psci), only those pages are written and the index is left alone.
+With PAGE names (e.g. trace-el psci), only those pages are written and the index is left alone
+(`tour` among them rewrites docs/tour.md; without names it is always rewritten).
 """
 
 import re
@@ -51,6 +52,20 @@ PAGES = [
     ("step-el2", "rkvm step-el2", ["rkvm step-el2 --explain"]),
     ("hvc-trace", "rkvm hvc trace", ["@burst rkvm hvc trace --count 5", "@burst rkvm hvc trace --args --count 3"]),
 ]
+# then rkvm.ko's guest is run and stopped at its first stage-2 exit (the UART): the guest world. A page
+# named twice (cpus, el, walk, vmmap) gets this part appended under its own heading.
+GUEST_PAGES = [
+    ("exit-catch", "rkvm exit catch", ["rkvm exit catch --reason dabt", "@guest continue", "rkvm exit catch status",
+                                       "rkvm exit catch off"]),
+    ("fault", "rkvm fault", ["rkvm fault", "rkvm fault --explain"]),
+    ("cpus", "rkvm cpus", ["rkvm cpus"]),
+    ("el", "rkvm el", ["rkvm el"]),
+    ("vcpu", "rkvm vcpu", ["rkvm vcpu"]),
+    ("walk", "rkvm walk", ["rkvm walk --stage 2 0x80000000", "rkvm walk --guest 0x49000000",
+                           "rkvm walk --guest $ELR_EL2 --explain"]),
+    ("vmmap", "rkvm vmmap", ["rkvm vmmap --guest", "rkvm vmmap --stage 2"]),
+]
+GUEST_HEADING = "## In the guest (stopped at its first stage-2 exit, the UART store)"
 
 
 def _type_quietly(console, text):
@@ -64,7 +79,8 @@ def run(mi, sess, cmd, console):
     if cmd.startswith("@"):
         what, cmd = cmd.split(" ", 1)
         line = {"@ping": "echo ping 0x77 > /sys/kernel/debug/rkvm/hvc",
-                "@burst": "echo burst 5 > /sys/kernel/debug/rkvm/hvc"}[what]
+                "@burst": "echo burst 5 > /sys/kernel/debug/rkvm/hvc",
+                "@guest": 'echo "run 10000" > /sys/kernel/debug/rkvm/guest'}[what]
         typer = threading.Timer(1.0, _type_quietly, args=(console, line + "\n"))
         typer.start()
     else:
@@ -106,12 +122,14 @@ def main() -> int:
         console = session.SerialConsole(sess)
         with GdbMi() as mi:
             capture(mi, sess, console, PAGES, index)
+            capture(mi, sess, console, GUEST_PAGES, index)
             if not ONLY:
                 (DOCS / "README.md").write_text("\n".join(index) + "\n")
         console.close()
     finally:
         session.stop(only=sess)
-    capture_tour()
+    if not ONLY or "tour" in ONLY:
+        capture_tour()
     return 0
 
 
@@ -129,21 +147,28 @@ def capture_tour() -> None:
         "q quits, and the last step types the guest command you give it.\n\n```\n" + text.strip() + "\n```\n")
 
 
+BODIES: dict = {}   # page -> its lines so far (a page captured in the host and again in the guest)
+
+
 def capture(mi, sess, console, pages, index) -> None:
     """Write one page per (page, topic, commands) with the help text and each command's output."""
     for page, topic, cmds in pages:
         if ONLY and page not in ONLY:
-            if page == "run-to":   # it moves the guest to where the other pages expect it
+            if page in ("run-to", "exit-catch"):   # they move the guest to where the other pages expect it
                 for cmd in cmds:
                     run(mi, sess, cmd, console)
             continue
-        help_text = mi.console(f"help {topic}").output.strip()
-        body = [f"# `{topic}`", "", "```", help_text, "```", "", "## On the lab", ""]
+        if page in BODIES:
+            body = BODIES[page] + [GUEST_HEADING, ""]
+        else:
+            help_text = mi.console(f"help {topic}").output.strip()
+            body = [f"# `{topic}`", "", "```", help_text, "```", "", "## On the lab", ""]
+            index.append(f"- [`{topic}`]({page}.md): {help_text.splitlines()[0] if help_text else ''}")
         for cmd in cmds:
             shown = cmd.split(" ", 1)[1] if cmd.startswith("@") else cmd
             body += ["```", f"(gdb) {shown}", run(mi, sess, cmd, console), "```", ""]
+        BODIES[page] = body
         (DOCS / f"{page}.md").write_text("\n".join(body))
-        index.append(f"- [`{topic}`]({page}.md): {help_text.splitlines()[0] if help_text else ''}")
 
 
 if __name__ == "__main__":

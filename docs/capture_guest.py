@@ -36,9 +36,9 @@ EXIT_RECORD = (PY + "from gdb_rkvm.live import world; w = world.world(t.cpu_of(g
 GDB_STEPS = [
     ("@type", RUN), "rkvm run-to guest-enter", "rkvm sysreg HCR_EL2",
     "hbreak *0x80000000", "continue", "delete", "rkvm el", "rkvm sysreg HCR_EL2", "rkvm sysreg VTTBR_EL2",
-    "rkvm sysreg VTCR_EL2", "x/3i $pc", "python from gdb_rkvm.live import world_view; world_view.show()",
+    "rkvm sysreg VTCR_EL2", "x/3i $pc",
     "monitor xp /2gx 0x0", WALK,
-    "hbreak *($VBAR_EL2 + 0x400) if (($ESR_EL2 >> 26) & 0x3f) == 0x24", "continue", "delete", "rkvm el",
+    "rkvm exit catch --reason dabt", "continue", "rkvm exit catch --off", "rkvm el",
     "rkvm esr --explain", "p/x $FAR_EL2",
     "rkvm sysreg HPFAR_EL2", "p/x $ELR_EL2", AUTOPSY, "monitor gva2gpa 0x49000000",
     "rkvm run-to guest-exit", "rkvm sysreg HCR_EL2", "rkvm el", EXIT_RECORD,

@@ -24,6 +24,13 @@ class Field:
     doc: str = ""
     values: dict = field(default_factory=dict)   # int -> meaning
     reset: int | None = None                     # the Arm ARM's reset value, where it defines one
+    # an address field: (what it is, shift) - the address is the field's value << shift (VTTBR_EL2.BADDR
+    # holds address bits [47:1] in bits [47:1]: shift 1; HPFAR_EL2.FIPA IPA bits [51:12] in [43:4]: 12)
+    address: tuple[str, int] | None = None
+
+    def address_of(self, v: int) -> str:
+        """'PA 0x408e0000' for an address field's value `v`, else ''."""
+        return f"{self.address[0]} {v << self.address[1]:#x}" if self.address else ""
 
     @property
     def width(self) -> int:
@@ -33,10 +40,10 @@ class Field:
         return f"[{self.hi}]" if self.hi == self.lo else f"[{self.hi}:{self.lo}]"
 
 
-def F(name, hi, lo=None, doc="", values=None, reset=None) -> Field:  # noqa: N802  (short constructor for tables)
+def F(name, hi, lo=None, doc="", values=None, reset=None, address=None) -> Field:  # noqa: N802  (short constructor)
     """A field. `values` names each value: a field with values is one the register is known for and
-    is always shown, 0 included (SCTLR_EL2.M = 0 says EL2's MMU is off)."""
-    return Field(name, hi, hi if lo is None else lo, doc, values or {}, reset)
+    is always shown, 0 included (SCTLR_EL2.M = 0 says EL2's MMU is off). `address`: see Field."""
+    return Field(name, hi, hi if lo is None else lo, doc, values or {}, reset, address)
 
 
 @dataclass
@@ -84,7 +91,7 @@ def decode_fields(value: int, table: list[Field], show_zero_flags: bool = False)
         shown = show_zero_flags or f.values or v or (f.reset is not None and v != f.reset)
         if f.width == 1 and not shown:
             continue
-        meaning = f.values.get(v, "") if f.values else ("set" if f.width == 1 and v else "")
+        meaning = f.values.get(v, "") if f.values else ("set" if f.width == 1 and v else f.address_of(v))
         if f.values and v not in f.values:
             meaning = f"reserved/unknown value {v:#x}"
         out.append(FieldValue(f.name, f.span(), v, meaning, f.doc, f.reset))

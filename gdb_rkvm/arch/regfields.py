@@ -206,9 +206,11 @@ MPIDR_EL1 = [F("Aff0", 7, 0), F("Aff1", 15, 8), F("Aff2", 23, 16), F("MT", 24), 
              F("Aff3", 39, 32)]
 MIDR_EL1 = [F("Revision", 3, 0), F("PartNum", 15, 4), F("Architecture", 19, 16), F("Variant", 23, 20),
             F("Implementer", 31, 24, values={0x41: "Arm", 0x51: "Qualcomm", 0x61: "Apple", 0x43: "Cavium"})]
-TTBR = [F("CnP", 0), F("BADDR", 47, 1, doc="table base address (bits [47:1])"), F("ASID", 63, 48)]
-VTTBR_EL2 = [F("CnP", 0), F("BADDR", 47, 1, doc="stage 2 table base address"), F("VMID", 63, 48)]
-HPFAR_EL2 = [F("FIPA", 43, 4, doc="faulting IPA bits [51:12]"), F("NS", 63)]
+TTBR = [F("CnP", 0), F("BADDR", 47, 1, doc="table base address (bits [47:1] of it)", address=("PA", 1)),
+        F("ASID", 63, 48)]
+VTTBR_EL2 = [F("CnP", 0), F("BADDR", 47, 1, doc="stage 2 table base address (bits [47:1] of it)", address=("PA", 1)),
+             F("VMID", 63, 48)]
+HPFAR_EL2 = [F("FIPA", 43, 4, doc="faulting IPA bits [51:12]", address=("IPA", 12)), F("NS", 63)]
 CURRENTEL = [F("EL", 3, 2, values={0: "EL0", 1: "EL1", 2: "EL2", 3: "EL3"})]
 CPACR_EL1 = [F("ZEN", 17, 16), F("FPEN", 21, 20, values={0: "trapped at EL1 and EL0", 1: "trapped at EL0",
                                                           2: "trapped at EL1 and EL0", 3: "not trapped"}),

@@ -197,8 +197,9 @@ GUEST_EXIT = "guest exit"   # the label of a guest's HVC (HCR_EL2.VM = 1): the s
 def format_trace_line(n: int, tr: Trap) -> str:
     sym = f" <{tr.caller_symbol}>" if tr.caller_symbol else ""
     if tr.guest:
-        # the guest's x0 is its own hypercall number, not a host function ID; its ERET is the host's return
-        ret = f" -> host x0={tr.ret:#x}" if tr.ret is not None else ""
+        # the guest's x0 is its own hypercall number, not a host function ID; its return is the ERET back
+        # into the guest at a later RKVM_HVC_VCPU_RUN, with the result the VMM left in the vCPU's x0
+        ret = f" -> back in the guest x0={tr.ret:#x}" if tr.ret is not None else ""
         return (f"#{n:<4} CPU {tr.cpu}  {GUEST_EXIT}: HVC #{tr.imm16:#x} at guest PC {tr.caller:#x}  "
                 f"x0={tr.x(0):#x} x1={tr.x(1):#x}{ret}")
     fn = f" {tr.function}" if tr.function else ""

@@ -16,7 +16,7 @@ import gdb
 
 from gdb_rkvm.arch import pstate, regfields
 from gdb_rkvm.arch.fields import MASK64
-from gdb_rkvm.model import stub_abi
+from gdb_rkvm.model import stub_abi, symbol_names
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live.gdb_state import STATE
 
@@ -316,7 +316,7 @@ def symbol_at(addr: int) -> str | None:
     if out.startswith("No symbol"):
         return None
     m = re.match(r"(\S+)(?: \+ (\d+))? in section", out)
-    if not m:
+    if not m or not symbol_names.worth_showing(addr, m.group(1)):
         return None
     return m.group(1) + (f"+{int(m.group(2)):#x}" if m.group(2) else "")
 

@@ -56,10 +56,15 @@ class Trap:
     hpfar: int | None = None
 
     @property
+    def stale_esr(self) -> bool:
+        """An IRQ or FIQ entry: the CPU writes no ESR_EL2 for it, what it holds is an older exception's."""
+        return self.kind == ENTRY and self.vector_kind in ("irq", "fiq")
+
+    @property
     def ec(self) -> int | None:
         if self.kind == SMC_SITE:
             return esr.EC_SMC64
-        return None if self.esr is None else esr.exception_class(self.esr)
+        return None if self.esr is None or self.stale_esr else esr.exception_class(self.esr)
 
     @property
     def is_hvc(self) -> bool:
@@ -74,12 +79,14 @@ class Trap:
         """HVC #imm16 from ESR_EL2.ISS[15:0]; the SMC instruction's own immediate at an SMC site."""
         if self.kind == SMC_SITE:
             return self.smc_imm
-        return None if self.esr is None else esr.hvc_immediate(self.esr)
+        return None if self.esr is None or self.stale_esr else esr.hvc_immediate(self.esr)
 
     @property
     def esr_summary(self) -> str:
         if self.kind == SMC_SITE:
             return f"SMC #{self.smc_imm:#x}"
+        if self.stale_esr:
+            return f"{self.vector_kind.upper()} (no syndrome: ESR_EL2 is not written for it)"
         return "" if self.esr is None else esr.decode(self.esr).summary
 
     @property

@@ -23,6 +23,7 @@ from gdb_rkvm.live.gdb_state import STATE, StopCheckBreakpoint, notice, quietly
 from gdb_rkvm.live.trap import ENTRY, RETURN, SMC_SITE, Trap, TrapFilter
 
 NO_RETURNS, PAIRED, EACH = "none", "paired", "each"   # what a watch does at the ERETs
+HCR_VM = 1 << 0   # HCR_EL2.VM: 1 while a guest runs (and in an ERET into it)
 
 
 class _Point(StopCheckBreakpoint):
@@ -65,7 +66,10 @@ class TrapWatch:
         self.on_trap, self.slots, self.returns, self.smc = on_trap, tuple(slots), returns, smc_sites
         self.filter, self.deadline, self.require_vbar = trap_filter, deadline, require_vbar
         self.points: dict[tuple[str, int], _Point] = {}   # (role, address) -> breakpoint
-        self.pending: dict[int, Trap] = {}                # cpu -> entry waiting for its ERET (PAIRED)
+        # (cpu, guest) -> the entry waiting for its ERET (PAIRED). Keyed by world: the host's
+        # RKVM_HVC_VCPU_RUN returns at the guest's exit, not at the ERET into the guest between them,
+        # and a guest exit's return is the ERET back into the guest
+        self.pending: dict[tuple[int, bool], Trap] = {}
         self.done, self.enabled = False, True
         self._names: dict[int, str | None] = {}
         self._marks: dict[int, object] = {}
@@ -127,16 +131,19 @@ class TrapWatch:
             return False
         tr = trap.named(self._abort_regs(tr), self._symbol, self._el2_namer(bp.vbar))  # only for the traps kept
         if self.returns == PAIRED and bp.role == ENTRY:
-            self.pending[cpu] = tr
+            self.pending[(cpu, bool(tr.guest))] = tr
             return False
         return bool(self.on_trap(tr))
 
     def _returned(self, bp: _Point, cpu: int) -> bool:
         if self.returns == PAIRED:
-            first = self.pending.pop(cpu, None)
+            if not any(c == cpu for c, _ in self.pending):
+                return False      # the hot path of a trace: nothing waits on this CPU, nothing to read
+            values = t.read_current(["x0", "HCR_EL2"])
+            first = self.pending.pop((cpu, bool(values["HCR_EL2"] & HCR_VM)), None)   # the world it returns to
             if first is None:
                 return False
-            return bool(self.on_trap(replace(first, ret=t.read_current(["x0"])["x0"])))
+            return bool(self.on_trap(replace(first, ret=values["x0"])))
         values = t.read_current(["SPSR_EL2", "ELR_EL2", "HCR_EL2", "x0"])
         return bool(self.on_trap(trap.eret(cpu, bp.pa, values, self._symbol, self._el2_namer(bp.vbar))))
 

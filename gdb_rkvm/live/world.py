@@ -82,9 +82,10 @@ EL1_CONTEXT = tuple(stub_abi.el1_fields())
 
 
 def el1_live(cpu: int) -> dict[str, int]:
-    """The EL1 registers an EL1 context holds (RKVM_EL1_*), live; those the gdbstub does not expose are absent."""
+    """The EL1 registers an EL1 context holds (RKVM_EL1_*) and SP_EL1 (the vCPU and the host save area keep
+    it apart from that context), live; those the gdbstub does not expose are absent."""
     out = {}
-    for name in EL1_CONTEXT:
+    for name in (*EL1_CONTEXT, "SP_EL1"):
         try:
             out[name] = t.read_register(name, cpu)
         except RkvmError:

@@ -12,7 +12,7 @@ import pytest
 
 from gdb_rkvm.paths import REPO
 from gdb_rkvm.host.tour import STEPS
-from gdb_rkvm.host.tour_guest import DABT_EXIT, GUEST_STEPS
+from gdb_rkvm.host.tour_guest import DABT_EXIT, GUEST_STEPS, UART_VA
 from tests.conftest import no_new_qemu
 
 pytestmark = pytest.mark.lab
@@ -26,8 +26,11 @@ def test_every_step_names_what_to_look_at():
     # the guest part, in order, just before the learner's turn: in, through the switch, an exit, out
     assert STEPS[-1 - len(GUEST_STEPS):-1] == GUEST_STEPS
     cmds = [c for step in GUEST_STEPS for c in step.commands]
-    assert cmds.index("rkvm run-to guest-enter") < cmds.index("thbreak *0x80000000") \
-        < cmds.index(DABT_EXIT) < cmds.index("rkvm run-to guest-exit")
+    assert cmds.index("rkvm run-to guest-enter") < cmds.index("thbreak *0x80000000") < cmds.index("rkvm el") \
+        < cmds.index(DABT_EXIT) < cmds.index("rkvm exit catch --off") < cmds.index("rkvm fault --explain") \
+        < cmds.index(f"rkvm walk --guest {UART_VA:#x}") < cmds.index("rkvm run-to guest-exit") \
+        < cmds.index("rkvm vcpu")
+    assert not [c for c in cmds if c.startswith("python")]     # every view is a command of its own
 
 
 def test_tour_without_a_terminal_shows_every_step(lab_built, session_dir):
@@ -62,19 +65,37 @@ def _the_guest_part(out: str) -> None:
     cpu = re.search(r"guest-enter on cpu (\d)", guest)
     marks = ['guest # echo "run 1000" > /sys/kernel/debug/rkvm/guest', "rkvm: guest-enter on cpu",
              "VM[0] = 0x0  no stage 2", "0x0000000080000000 in ?? ()",
-             f"CPU {cpu.group(1) if cpu else '?'}: EL1h, PC 0x80000000", "VM[0] = 0x1  stage 2 translation on",
-             "VMID[63:48] = 0x1", "T0SZ[5:0] = 0x20", "live EL1 registers are the guest's",
-             "EC 0x24 DABT_LOW: Translation fault, level 1 on data write", "ISV[24] = 0x1", "FIPA=0x9000",
-             "= 0x49000000", "VA 0x49000000 -> IPA 0x9000000: 1-byte write of w1", "ELR_EL2 += 4",
-             "rkvm: guest-exit on cpu", "| rkvm-guest: hello from the rkvm guest", "| rkvm-guest: done (0x0)"]
+             "guest VMID 1  EL1h  0x80000000 ", "VM[0] = 0x1  stage 2 translation on",
+             "VMID[63:48] = 0x1", "T0SZ[5:0] = 0x20", "IPA 0x80000000 through stage 2:",
+             f"CPU {cpu.group(1) if cpu else '?'}: EL1h, PC 0x80000000 - in the guest (VMID 1",
+             "EL1 register    guest (live)  host (saved by the stub)",
+             "rkvm: catching guest exits (exit reason dabt)",
+             f"rkvm: CPU {cpu.group(1) if cpu else '?'}: guest exit dabt: Translation fault, level 1 on data write",
+             "FAR_EL2 0x49000000, HPFAR_EL2 0x90000 -> IPA 0x9000000", "rkvm: exit catch off",
+             "EC 0x24 DABT_LOW: Translation fault, level 1 on data write", "ISV[24] = 0x1",
+             "the guest    VA 0x49000000 -> IPA 0x9000000: 1-byte write of w1",
+             "not guest RAM: a device (MMIO) the VMM emulates", "then ELR_EL2 += 4", "ISS.ISV = 1",
+             "guest VA 0x800000", "guest VA 0x49000000 (VMID 1): stage 1 via TTBR0_EL1",
+             "page -> IPA 0x9000000", "no PA: stage 2 translation fault at level 1",
+             "rkvm: guest-exit on cpu", "(saved at its last exit)", "last exit (#",
+             "| rkvm-guest: hello from the rkvm guest", "| rkvm-guest: done (0x0)"]
     at = [guest.find(m) for m in marks]
     assert all(i >= 0 for i in at), [m for m, i in zip(marks, at, strict=True) if i < 0]
     assert at == sorted(at), "the guest part out of order"
     assert re.search(r"rkvm: guest-exit on cpu \d: stub at PA 0x[0-9a-f]+, arg 0x1\n", guest)   # RKVM_EXIT_SYNC
-    # the host's EL1 registers wait in the save area while the guest's are live: the kernel's TTBR1_EL1
+    # the host's EL1 registers wait in the save area while the guest's are live: the kernel's TTBR1_EL1,
+    # and SP_EL1 read live for the guest (not '-')
     assert re.search(r"TTBR1_EL1\s+0x0\s+0x[0-9a-f]{6,}", guest)
+    assert re.search(r"\nSP_EL1\s+0x0\s+0xffff[0-9a-f]+", guest)
     assert guest.count("VM[0] = 0x0  no stage 2") == 2                  # before the entry, after the exit
-    assert re.search(r"vCPU at PA 0x[0-9a-f]+: exit 1 \(sync\), ESR_EL2 0x93", guest)
+    # the guest's PC through both stages ends at a PA in its RAM; the vCPU's last exit is the UART's abort
+    assert re.search(r"PA 0x[0-9a-f]+  permissions: stage 1 rwx ---, stage 2 rwx rwx", guest)
+    assert re.search(r"last exit \(#\d+\): dabt +EC 0x24[^\n]*\n  ESR_EL2 0x93010045", guest)
+    assert "1    guest VMID 1" in guest or "0    guest VMID 1" in guest
+    # VTTBR_EL2.BADDR read as the table's PA (the walk's start table); no ELF marker named beside a 0
+    baddr = re.search(r"BADDR=PA (0x[0-9a-f]+), VMID=0x1", guest)
+    assert baddr and f"S2 L1  table {baddr.group(1)}[2]" in guest
+    assert "<_note_" not in guest
 
 
 def _read_until(fd: int, text: str, timeout: float, seen: list) -> str:

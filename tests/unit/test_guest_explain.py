@@ -10,7 +10,6 @@ from gdb_rkvm.arch import exits
 from gdb_rkvm.arch.exits import ExitReason
 from gdb_rkvm.arch.stage2_fault import FSC_KINDS, VmmAction, autopsy
 from gdb_rkvm.model import guest_explain as gx
-from gdb_rkvm.model import stub_abi, world_text
 from gdb_rkvm.qemu.session import MODES
 
 HEX = re.compile(r"0x[0-9a-f]+")
@@ -104,30 +103,3 @@ def test_the_labs_uart_fault_explained():
 def test_a_host_exit_is_not_explained_as_a_fault():
     f = autopsy(0x96000045, 0, 0)    # EC 0x25: a data abort at EL2 itself
     assert gx.explain_fault(f) == [gx.ACTION_TEXTS[VmmAction.NOT_A_STAGE2_ABORT]]
-
-
-def _host(**el1):
-    names = stub_abi.el1_fields()
-    return stub_abi.HostSave(in_guest=True, vcpu_pa=0x41000000, elr_el2=0xFFFF800080001234, spsr_el2=0x3C5,
-                             hcr_el2=0x80000000, sp_el0=0x1, sp_el1=0xFFFF800082000000, runs=3, x18_x30=(0,) * 13,
-                             el1={n: el1.get(n, 0) for n in names})
-
-
-def test_el1_beside_host_names_whose_each_column_is():
-    live = {"SCTLR_EL1": 0x30D00801, "TTBR1_EL1": 0x0, "VBAR_EL1": 0x0, "SP_EL1": 0x8000FFF0}
-    lines = world_text.el1_beside_host(1, True, live, _host(SCTLR_EL1=0x30D0199D, TTBR1_EL1=0x41F2B000))
-    assert lines[0] == "CPU 1: live EL1 registers are the guest's"
-    assert "live (guest's)" in lines[1] and "host save area" in lines[1]
-    row = next(x for x in lines if x.strip().startswith("TTBR1_EL1"))
-    assert row.split()[1:] == ["0x0", "0x41f2b000"]
-    sp = next(x for x in lines if x.strip().startswith("SP_EL1"))
-    assert sp.split()[1:] == ["0x8000fff0", "0xffff800082000000"]
-    assert not any(x.strip().startswith("TCR_EL1") for x in lines)   # not read: not shown
-    assert "host resumes at ELR_EL2 0xffff800080001234" in lines[-1]
-
-
-def test_el1_beside_host_in_the_host_and_without_a_stub():
-    lines = world_text.el1_beside_host(0, False, {"SCTLR_EL1": 5}, _host())
-    assert "host's" in lines[0] and "(stale: the host is live)" in lines[1]
-    bare = world_text.el1_beside_host(0, False, {"SCTLR_EL1": 5}, None)
-    assert bare[-1].split() == ["SCTLR_EL1", "0x5"] and "save area" not in "\n".join(bare)

@@ -45,6 +45,19 @@ def test_hvc_entry_decodes_esr_caller_and_slot():
     assert tr.esr_summary == "EC 0x16 HVC64: HVC #0x4b"
 
 
+@given(imm=st.integers(0, 0xFFFF), slot=st.sampled_from([0x480, 0x500, 0x280, 0x300]), guest=st.booleans())
+def test_an_irq_or_fiq_entry_has_no_syndrome_whatever_esr_el2_still_holds(imm, slot, guest):
+    # the last HVC's syndrome, left in ESR_EL2: an IRQ exit is no HVC, whatever it says
+    tr = trap.entry(1, VBAR + slot, VBAR, regs(hvc_esr(imm), HCR_EL2=int(guest)))
+    assert tr.stale_esr and tr.ec is None and tr.imm16 is None and not tr.is_hvc
+    kind = "IRQ" if slot in (0x480, 0x280) else "FIQ"
+    assert tr.esr_summary == f"{kind} (no syndrome: ESR_EL2 is not written for it)"
+    assert tr.exit is None or tr.exit.reason.value == kind.lower()
+    assert not trap.HVC_OR_SMC_FILTER.matches(tr)
+    sync = trap.entry(1, VBAR + (slot & ~0x1FF), VBAR, regs(hvc_esr(imm), HCR_EL2=int(guest)))
+    assert not sync.stale_esr and sync.imm16 == imm
+
+
 def test_to_dict_keeps_the_published_keys():
     d = an_entry().to_dict()
     assert set(d) == {"cpu", "pc", "slot", "slot_offset", "esr", "esr_summary", "ec", "is_hvc", "imm16", "elr",

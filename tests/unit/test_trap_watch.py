@@ -91,6 +91,27 @@ def test_paired_returns_hand_on_the_entry_with_the_returned_x0(monkeypatch):
     assert [(t.kind, t.ret, t.imm16) for t in got] == [(ENTRY, 0x524B564D, 0x4B)]
 
 
+def test_paired_returns_follow_the_world_each_eret_returns_to(monkeypatch):
+    """The host's RKVM_HVC_VCPU_RUN returns at the guest's exit (the ERET with HCR_EL2.VM = 0), not at
+    the ERET into the guest between them; a guest's HVC returns at the ERET back into the guest."""
+    target = FakeTarget(monkeypatch, cpu=1, FAR_EL2=0, HPFAR_EL2=0)
+    got = []
+    watch = trap_watch.TrapWatch(lambda tr: got.append(tr) or False, returns=trap_watch.PAIRED)
+    watch.hit(ENTRY_BP)                                       # the host's VCPU_RUN (HCR_EL2.VM = 0)
+    target.regs.update(HCR_EL2=1, x0=0x1234)                  # the ERET into the guest: VM = 1
+    assert watch.hit(ERET_BP) is False and got == []
+    target.regs.update(ESR_EL2=hvc_esr(0), ELR_EL2=0x800000BC, x0=1)
+    watch.hit(ENTRY_BP)                                       # the guest's HVC #0: a guest exit
+    target.regs.update(HCR_EL2=0, x0=1)                       # the exit's ERET to the host: RKVM_EXIT_SYNC
+    watch.hit(ERET_BP)
+    assert [(t.guest, t.imm16, t.ret) for t in got] == [(False, 0x4B, 1)]
+    target.regs.update(ESR_EL2=hvc_esr(0x4B), ELR_EL2=ELR)
+    watch.hit(ENTRY_BP)                                       # the next VCPU_RUN
+    target.regs.update(HCR_EL2=1, x0=0)                       # into the guest with the hypercall's result
+    watch.hit(ERET_BP)
+    assert [(t.guest, t.imm16, t.ret) for t in got] == [(False, 0x4B, 1), (True, 0, 0)]
+
+
 def test_each_return_is_its_own_record(monkeypatch):
     FakeTarget(monkeypatch, cpu=2, x0=7)
     got = []
