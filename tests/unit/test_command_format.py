@@ -180,3 +180,32 @@ def test_stub(cmd):
     assert fmt(cmd("stub"), "RkvmStub", r).splitlines() == [
         "CPU 0  VBAR_EL2 0x40a60000  rkvm stub installed", "CPU 1  VBAR_EL2 0x4046e000  VBAR_EL2 = 0x4046e000 is x",
         "rkvm: loaded symbols", "CPU 0, 1: VBAR_EL2 is 0 (not set): nothing to compare"]
+
+
+def test_kaslr_format_says_capable_known_and_pending(cmd):
+    kaslr = cmd("kaslr_cmd")
+    base = {"capable": True, "known": True, "slide": 0x1E000000, "how": "VBAR_EL1 - vectors", "changed": None}
+    assert fmt(kaslr, "RkvmKaslr", base) == "KASLR slide 0x1e000000: VBAR_EL1 - vectors"
+    moved = fmt(kaslr, "RkvmKaslr", {**base, "changed": "rkvm: vmlinux symbols at slide 0x1e000000"})
+    assert moved.splitlines() == ["KASLR slide 0x1e000000: VBAR_EL1 - vectors",
+                                  "rkvm: vmlinux symbols at slide 0x1e000000"]
+    pending = fmt(kaslr, "RkvmKaslr", {**base, "known": False, "slide": None, "how": "VBAR_EL1 not set yet"})
+    assert pending.startswith("KASLR slide not known yet: VBAR_EL1 not set yet") and "not shown" in pending
+    assert "not built with KASLR" in fmt(kaslr, "RkvmKaslr", {**base, "capable": False})
+
+
+def test_psci_format_lists_landings_calls_and_escapes_guest_text(cmd):
+    psci = cmd("psci_cmd")
+    r = {"conduit": "hvc", "how": "device tree /psci method", "armed_sites": 3, "calls_dropped": 2,
+         "cpus": {0: {"lands": "VBAR_EL2 0x40b78400 (rkvm stub)", "handles_psci": False, "why": "no PSCI in it"},
+                  1: {"lands": None, "handles_psci": None, "why": None}},
+         "calls": [{"cpu": 1, "conduit": "hvc", "site": 0xFFFF800080010000, "site_symbol": "__invoke\x1b[2J",
+                    "vbar_el2": 0x40B78000, "vbar_kind": "the rkvm EL2 stub", "call": "PSCI CPU_ON",
+                    "result": 0, "result_text": "SUCCESS"}]}
+    text = fmt(psci, "RkvmPsci", r, explain=True)
+    lines = text.splitlines()
+    assert lines[0] == "conduit   hvc (device tree /psci method)"
+    assert lines[1].startswith("CPU 0     VBAR_EL2 0x40b78400 (rkvm stub)  does NOT handle PSCI: no PSCI in it")
+    assert "every PSCI call is an exception to EL2" in text and "(3 HVC/SMC instructions)" in text
+    assert "\x1b" not in text and "CPU 1 HVC at 0xffff800080010000" in text and "-> SUCCESS" in text
+    assert lines[-1] == "          (2 more calls not recorded)" and not any(x.startswith("CPU 1 ") for x in lines)
