@@ -197,9 +197,14 @@ def _abort_iss(iss: int, data: bool) -> tuple[list, str]:
     return fields, summary
 
 
+def sys64_encoding(iss: int) -> tuple[int, int, int, int, int]:
+    """(op0, op1, CRn, CRm, op2) of the register an EC 0x18 syndrome names (ISS.Op0/Op1/CRn/CRm/Op2)."""
+    return bits(iss, 21, 20), bits(iss, 16, 14), bits(iss, 13, 10), bits(iss, 4, 1), bits(iss, 19, 17)
+
+
 def _sys64_iss(iss: int) -> tuple[list, str]:
-    op0, op2, op1 = bits(iss, 21, 20), bits(iss, 19, 17), bits(iss, 16, 14)
-    crn, rt, crm, direction = bits(iss, 13, 10), bits(iss, 9, 5), bits(iss, 4, 1), bits(iss, 0, 0)
+    op0, op1, crn, crm, op2 = sys64_encoding(iss)
+    rt, direction = bits(iss, 9, 5), bits(iss, 0, 0)
     name = encoding_name(op0, op1, crn, crm, op2)
     reg = "xzr" if rt == 31 else f"x{rt}"
     fields = [

@@ -94,9 +94,7 @@ def classify(esr: int | None, kind: str = "sync") -> GuestExit:
     if reason is ExitReason.WFX:
         extra["wfx"] = ("WFI", "WFE", "WFIT", "WFET")[bits(iss, 1, 0)]
     elif ec == esr_mod.EC_SYS64:
-        op0, op2, op1 = bits(iss, 21, 20), bits(iss, 19, 17), bits(iss, 16, 14)
-        crn, crm = bits(iss, 13, 10), bits(iss, 4, 1)
-        extra["sysreg"] = encoding_name(op0, op1, crn, crm, op2)
+        extra["sysreg"] = encoding_name(*esr_mod.sys64_encoding(iss))
         extra["sysreg_write"] = not bits(iss, 0, 0)
     elif ec in (0x12, 0x13, 0x16, 0x17, 0x3C):
         extra["imm16"] = bits(iss, 15, 0)

@@ -125,6 +125,17 @@ def guest_access(iss: int) -> GuestAccess | None:
     return GuestAccess(1 << sas, reg, srt, sf, bool(bits(iss, 21, 21)), bool(bits(iss, 14, 14)))
 
 
+def hpfar_ipa_page(hpfar: int) -> int:
+    """The faulting IPA's page: HPFAR_EL2.FIPA (bits [43:4]) holds IPA bits [51:12]; bit 63 (NS) is not
+    part of the address."""
+    return bits(hpfar, 43, 4) << 12
+
+
+def fault_ipa(far: int, hpfar: int) -> int:
+    """The faulting IPA when FAR_EL2 is valid: HPFAR_EL2.FIPA's page plus FAR_EL2[11:0] within it."""
+    return hpfar_ipa_page(hpfar) | (far & 0xFFF)
+
+
 def in_ranges(ipa: int, ranges) -> bool:
     """Whether `ipa` lies in one of the (start, size) ranges."""
     return any(start <= ipa < start + size for start, size in ranges)
@@ -143,10 +154,10 @@ def autopsy(esr: int, far: int, hpfar: int, ram: list | None = None, walk: Guest
     kind, level = fault_kind(fsc)
     fnv, s1ptw = bool(bits(iss, 10, 10)), bool(bits(iss, 7, 7))
     va = None if fnv else far
-    page = bits(hpfar, 43, 4) << 12
+    page = hpfar_ipa_page(hpfar)
     reliable = s1ptw or kind != "permission"
     offset_known = not fnv and not s1ptw
-    ipa = page | (far & 0xFFF) if offset_known else page
+    ipa = fault_ipa(far, hpfar) if offset_known else page
     if not reliable and walk is not None and walk.ipa is not None:
         ipa, page, offset_known = walk.ipa, walk.ipa & ~0xFFF, True
     access = guest_access(iss) if data else None

@@ -4,6 +4,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+from gdb_rkvm.arch.stage2_fault import fault_ipa
 from gdb_rkvm.paths import REPO
 
 ABI_HEADER = REPO / "stub" / "rkvm_abi.h"
@@ -131,7 +132,7 @@ class ExitRecord:
     @property
     def ipa(self) -> int:
         """The faulting IPA of a stage-2 abort: HPFAR_EL2.FIPA gives the page, FAR_EL2 the offset in it."""
-        return ((self.hpfar >> 4) << 12) | (self.far & 0xFFF)
+        return fault_ipa(self.far, self.hpfar)
 
 
 @dataclass(frozen=True)

@@ -84,3 +84,9 @@ def test_host_save_area_by_cpu(cpu, junk, value):
 @pytest.mark.parametrize("name", ["RKVM_GUEST_RAM_IPA", "RKVM_GUEST_UART_IPA", "RKVM_GUEST_UART_VA"])
 def test_guest_layout_is_page_aligned(name):
     assert C[name] % 0x1000 == 0 and C["RKVM_GUEST_UART_VA"] != C["RKVM_GUEST_UART_IPA"]
+
+
+def test_exit_ipa_ignores_hpfar_ns_and_res0_bits():
+    # HPFAR_EL2.NS (bit 63) and RES0 bits [62:44] are no part of the IPA (HPFAR_EL2.FIPA is [43:4])
+    hpfar = (1 << 63) | (1 << 50) | (0x8000F << 4)
+    assert stub_abi.ExitRecord("sync", 0, 0x123, hpfar, 1).ipa == 0x8000F123
