@@ -240,7 +240,7 @@ def _stage2(ipa: int, regs: Stage2Regs, mem: _Memory, access: str | None, el: in
     oa_bits = _oa_limit(geo, regs.pa_range)
     if bits(regs.vttbr, 47, 0) >> oa_bits:
         return fail(_base_level(geo.start_level), "address size",
-                    f"VTTBR_EL2.BADDR {bits(regs.vttbr, 47, 1) << 1:#x} is beyond the {oa_bits}-bit output size")
+                    f"VTTBR_EL2.BADDR {s2.vttbr_baddr(regs.vttbr):#x} is beyond the {oa_bits}-bit output size")
     table = pt.table_base(regs.vttbr, geo)
     for level in range(geo.start_level, 4):
         idx = geo.index(ipa, level)

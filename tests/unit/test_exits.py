@@ -22,6 +22,12 @@ def test_every_ec_has_exactly_one_reason():
     # the named ones agree with arch/esr.py's classes
     assert seen[ExitReason.HVC] == {0x12, esr_mod.EC_HVC64}
     assert seen[ExitReason.DABT] == {esr_mod.EC_DABT_LOW} and seen[ExitReason.IABT] == {esr_mod.EC_IABT_LOW}
+    # the partition above holds for any function; these pin the classes a catch filter depends on
+    assert seen[ExitReason.SMC] == {0x13, esr_mod.EC_SMC64} and seen[ExitReason.WFX] == {0x01}
+    assert seen[ExitReason.SERROR] == {esr_mod.EC_SERROR} and esr_mod.EC_SYS64 in seen[ExitReason.SYSREG]
+    # EL2's own aborts, an SVC and a BRK are no guest exit of those kinds
+    assert {esr_mod.EC_DABT_CUR, esr_mod.EC_IABT_CUR, esr_mod.EC_SVC64} <= seen[ExitReason.OTHER]
+    assert esr_mod.EC_BRK64 in seen[ExitReason.DEBUG]
 
 
 def test_reason_names_for_the_catch_command():
