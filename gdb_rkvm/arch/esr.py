@@ -120,6 +120,12 @@ def exception_class(value: int) -> int:
     return bits(value, 31, 26)
 
 
+def instruction_length(value: int) -> int:
+    """Bytes of the trapped instruction, from ESR_ELx.IL (bit 25): 4 (32-bit), else 2 (a 16-bit T32
+    instruction; also what IL = 0 reads as when no instruction applies)."""
+    return 4 if bits(value, 25, 25) else 2
+
+
 def hvc_immediate(value: int) -> int | None:
     """The imm16 of an HVC64 syndrome (ISS[15:0]), or None if the syndrome is not an HVC."""
     return bits(value, 15, 0) if exception_class(value) == EC_HVC64 else None

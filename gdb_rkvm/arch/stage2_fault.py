@@ -168,11 +168,11 @@ def autopsy(esr: int, far: int, hpfar: int, ram: list | None = None, walk: Guest
              write=bool(bits(iss, 6, 6)) if data else None, access=access, s1ptw=s1ptw,
              cache_maintenance=bool(data and bits(iss, 8, 8)), external=bool(bits(iss, 9, 9)), fsc=fsc, kind=kind,
              level=level, status=esr_mod.fault_status(fsc), in_guest_ram=in_ram, walk=walk)
-    action, advice = _advice(f, bool(bits(esr, 25, 25)))
+    action, advice = _advice(f, esr_mod.instruction_length(esr))
     return Stage2Fault(**f, action=action, advice=advice)
 
 
-def _advice(f: dict, il: bool) -> tuple[VmmAction, str]:
+def _advice(f: dict, length: int) -> tuple[VmmAction, str]:
     if not f["is_stage2_abort"]:
         return VmmAction.NOT_A_STAGE2_ABORT, ("ESR_EL2.EC is not a data or instruction abort from a lower EL: "
                                               "this exit is not a stage 2 fault")
@@ -204,7 +204,7 @@ def _advice(f: dict, il: bool) -> tuple[VmmAction, str]:
     if f["instruction"]:
         return VmmAction.INJECT_ABORT, (f"the guest executes from IPA {page:#x}, which is not RAM: inject a prefetch "
                                         f"abort into the guest")
-    skip = f"then ELR_EL2 += {4 if il else 2} to skip the instruction"
+    skip = f"then ELR_EL2 += {length} to skip the instruction"
     ram_note = "" if f["in_guest_ram"] is False else " (no guest RAM ranges given: if it is RAM, map it instead)"
     if f["access"] is not None:
         a = f["access"]

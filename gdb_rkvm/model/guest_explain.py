@@ -9,6 +9,7 @@ does not show.
 
 from dataclasses import dataclass
 
+from gdb_rkvm.arch import esr
 from gdb_rkvm.arch.exits import ExitReason, GuestExit
 from gdb_rkvm.arch.stage2_fault import Stage2Fault, VmmAction
 
@@ -110,8 +111,7 @@ def explain_exit(e: GuestExit) -> list[str]:
     if e.sysreg is not None:
         lines.append(f"  this one: {'a write to' if e.sysreg_write else 'a read of'} {e.sysreg}")
     if e.esr is not None and e.elr_at_instruction:
-        size = 4 if (e.esr >> 25) & 1 else 2     # ESR_EL2.IL: a 32-bit instruction
-        lines.append(f"  to skip it after emulating: ELR_EL2 += {size} (ESR_EL2.IL)")
+        lines.append(f"  to skip it after emulating: ELR_EL2 += {esr.instruction_length(e.esr)} (ESR_EL2.IL)")
     return lines
 
 
