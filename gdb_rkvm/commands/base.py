@@ -188,6 +188,13 @@ def _json_default(value):
     return str(value)
 
 
+def last_caught(catch, missing: str):
+    """What a catch (`rkvm hvc catch`, `rkvm exit catch`) last stopped on, or `missing` as the one line."""
+    if catch is None or catch.last is None:
+        raise RkvmError(missing)
+    return catch.last
+
+
 def check_mapped(tr: Translation) -> int:
     """The PA of a translation, or a one-line error naming the faulting level and descriptor."""
     if not tr.ok:

@@ -6,7 +6,7 @@ from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live.gdb_state import STATE
 from gdb_rkvm.live.trap import Trap, TrapFilter
 from gdb_rkvm.live.trap_watch import TrapCatch
-from gdb_rkvm.commands.base import CONNECTED, STOPPED, RkvmCommand, only_when
+from gdb_rkvm.commands.base import CONNECTED, STOPPED, RkvmCommand, last_caught, only_when
 
 # Every guest exit enters one of the four Lower EL, AArch64 slots: sync (HVC, aborts, WFx, sysregs...),
 # IRQ, FIQ, SError (HCR_EL2.IMO/FMO/AMO route the physical ones to EL2 while the guest runs).
@@ -132,10 +132,7 @@ Usage: rkvm exit last [--json]"""
     name = "exit last"
 
     def run(self, args):
-        catch = STATE.exit_catch
-        if catch is None or catch.last is None:
-            raise RkvmError("no guest exit caught yet (arm a catch with 'rkvm exit catch')")
-        return catch.last
+        return last_caught(STATE.exit_catch, "no guest exit caught yet (arm a catch with 'rkvm exit catch')")
 
     def format(self, tr, args):
         return format_exit(tr)

@@ -11,7 +11,7 @@ from gdb_rkvm.live.gdb_state import STATE
 from gdb_rkvm.live.resume import Deadline, continue_until
 from gdb_rkvm.live.trap import SMC_SITE, Trap, TrapFilter
 from gdb_rkvm.live.trap_watch import NO_RETURNS, PAIRED, TrapCatch, TrapWatch, catch_suspended
-from gdb_rkvm.commands.base import CONNECTED, STOPPED, RkvmCommand, only_when, parse_int
+from gdb_rkvm.commands.base import CONNECTED, STOPPED, RkvmCommand, last_caught, only_when, parse_int
 
 
 def check_filter(imm: int | None, cpu: int | None) -> None:
@@ -176,10 +176,7 @@ Usage: rkvm hvc last [--json]"""
     name = "hvc last"
 
     def run(self, args):
-        catch = STATE.hvc_catch
-        if catch is None or catch.last is None:
-            raise RkvmError("no HVC caught yet (arm one with 'rkvm hvc catch')")
-        return catch.last
+        return last_caught(STATE.hvc_catch, "no HVC caught yet (arm one with 'rkvm hvc catch')")
 
     def format(self, tr, args):
         return format_trap(tr)

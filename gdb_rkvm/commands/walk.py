@@ -149,12 +149,17 @@ EXPLAIN_GUEST = (
 
 def stage2_line(s: LevelStep, indent: str) -> str:
     text = f"{indent}S2 L{s.level}  table {s.table:#x}[{s.index}]  {_raw(s)}  {s.kind}"
+    return _with_output(s, text, "", lambda a: (
+        f"S2AP {a.get('S2AP')} XN {a.get('XN', 0):#04b} ({stage2_perms(a)}) "
+        f"MemAttr {a.get('MemAttr', 0):#x} {memattr_name(a.get('MemAttr', 0))} AF {a.get('AF')}"))
+
+
+def _with_output(s: LevelStep, text: str, space: str, leaf) -> str:
+    """A level's line with where it leads: a table its next table, a leaf its output and `leaf(attrs)`."""
     if s.kind == "table":
-        return text + f" -> {s.output:#x}"
+        return text + f" -> {space}{s.output:#x}"
     if s.kind in ("block", "page"):
-        a = s.attrs
-        return (text + f" -> {s.output:#x}  S2AP {a.get('S2AP')} XN {a.get('XN', 0):#04b} ({stage2_perms(a)}) "
-                f"MemAttr {a.get('MemAttr', 0):#x} {memattr_name(a.get('MemAttr', 0))} AF {a.get('AF')}")
+        return (text + f" -> {space}{s.output:#x}  {leaf(s.attrs)}").rstrip()
     return text
 
 
@@ -202,13 +207,8 @@ def format_stage2(tr: GuestTranslation, explain: bool = False) -> str:
 def _stage1_line(s: LevelStep) -> str:
     at = f"IPA {s.entry:#x}" + (f" = PA {s.entry_pa:#x}" if s.entry_pa is not None else "")
     text = f"  S1 L{s.level}  table IPA {s.table:#x}[{s.index}] at {at}  {_raw(s)}  {s.kind}"
-    if s.kind == "table":
-        return text + f" -> IPA {s.output:#x}"
-    if s.kind in ("block", "page"):
-        a = s.attrs
-        return (text + f" -> IPA {s.output:#x}  AP {a.get('AP')} PXN {a.get('PXN')} UXN {a.get('UXN')} "
-                f"{a.get('MemType', '')}").rstrip()
-    return text
+    return _with_output(s, text, "IPA ", lambda a: (
+        f"AP {a.get('AP')} PXN {a.get('PXN')} UXN {a.get('UXN')} {a.get('MemType', '')}"))
 
 
 def format_guest(tr: GuestTranslation, explain: bool = False) -> str:

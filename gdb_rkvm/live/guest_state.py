@@ -14,13 +14,10 @@ from gdb_rkvm.model import stub_abi
 from gdb_rkvm.model.world import GuestExitRecord, GuestModule, GuestState
 from gdb_rkvm.model.stub_abi import VcpuState
 
-# VTTBR_EL2.BADDR with a 4K start table and no FEAT_LPA: bits [47:1]; the lab's tables are 4K aligned
-BADDR_MASK = ((1 << 48) - 1) & ~0xFFF
-
-
 def baddr(vttbr: int) -> int:
-    """VTTBR_EL2.BADDR as a page address (CnP, bit 0, and the VMID left out)."""
-    return vttbr & BADDR_MASK
+    """VTTBR_EL2.BADDR as a page address (CnP, bit 0, and the VMID left out): the page is what RAM and
+    virt_to_phys() are checked against, and the lab's start tables are 4K aligned."""
+    return stage2.vttbr_baddr(vttbr) & ~0xFFF
 
 
 def guest_ram(module: GuestModule | None) -> list[list[int]]:

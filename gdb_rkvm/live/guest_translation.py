@@ -13,7 +13,6 @@ import gdb
 from gdb_rkvm.arch import pagetable as pt
 from gdb_rkvm.arch import regfields
 from gdb_rkvm.arch import two_stage
-from gdb_rkvm.arch.fields import bits
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import gdb_target as t
 from gdb_rkvm.live import kernel_facts, world
@@ -77,7 +76,7 @@ def _origin(cpu: int, needed: bool) -> _Origin | None:
 def _pa_range(cpu: int) -> int | None:
     """ID_AA64MMFR0_EL1.PARange, when this gdbstub exposes the register."""
     try:
-        return bits(t.read_register("ID_AA64MMFR0_EL1", cpu), 3, 0)
+        return regfields.field(t.read_register("ID_AA64MMFR0_EL1", cpu), regfields.ID_AA64MMFR0_EL1, "PARange")
     except (RkvmError, gdb.error):
         return None
 

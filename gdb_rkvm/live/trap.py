@@ -134,7 +134,7 @@ class Trap:
         """A guest abort's IPA: HPFAR_EL2.FIPA the page, FAR_EL2[11:0] the offset."""
         if self.hpfar is None or self.far is None:
             return None
-        return (((self.hpfar >> 4) & ((1 << 40) - 1)) << 12) | (self.far & 0xFFF)
+        return (regfields.field(self.hpfar, regfields.HPFAR_EL2, "FIPA") << 12) | (self.far & 0xFFF)
 
     def x(self, n: int) -> int | None:
         return self.registers[n] if n < len(self.registers) else None

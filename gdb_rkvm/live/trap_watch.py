@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import gdb
 
-from gdb_rkvm.arch import smccc
+from gdb_rkvm.arch import regfields, smccc
 from gdb_rkvm.arch.vectors import LOWER_A64_SYNC
 from gdb_rkvm.errors import RkvmError
 from gdb_rkvm.live import boot, el2_symbols, el2_traps, kernel_facts, symbol_files, trap
@@ -23,7 +23,6 @@ from gdb_rkvm.live.gdb_state import STATE, StopCheckBreakpoint, notice, quietly
 from gdb_rkvm.live.trap import ENTRY, RETURN, SMC_SITE, Trap, TrapFilter
 
 NO_RETURNS, PAIRED, EACH = "none", "paired", "each"   # what a watch does at the ERETs
-HCR_VM = 1 << 0   # HCR_EL2.VM: 1 while a guest runs (and in an ERET into it)
 
 
 class _Point(StopCheckBreakpoint):
@@ -140,7 +139,8 @@ class TrapWatch:
             if not any(c == cpu for c, _ in self.pending):
                 return False      # the hot path of a trace: nothing waits on this CPU, nothing to read
             values = t.read_current(["x0", "HCR_EL2"])
-            first = self.pending.pop((cpu, bool(values["HCR_EL2"] & HCR_VM)), None)   # the world it returns to
+            # HCR_EL2.VM names the world the ERET returns to: 1 into a guest
+            first = self.pending.pop((cpu, regfields.stage2_enabled(values["HCR_EL2"])), None)
             if first is None:
                 return False
             return bool(self.on_trap(replace(first, ret=values["x0"])))

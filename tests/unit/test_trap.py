@@ -126,3 +126,16 @@ def test_filter_by_class_and_from_el_never_raises(ec, spsr_mode):
 def test_filter_describes_itself():
     assert trap.TrapFilter().describe() == "every HVC"
     assert trap.TrapFilter(imm=0x4B, cpu=1, from_el=1).describe() == "imm16 == 0x4b, CPU 1, from EL1"
+
+
+@given(ipa_page=st.integers(0, (1 << 40) - 1), offset=st.integers(0, 0xFFF), far_page=st.integers(0, (1 << 52) - 1),
+       ns=st.booleans(), res0=st.integers(0, 0xF))
+def test_ipa_is_hpfar_fipa_page_and_far_offset(ipa_page, offset, far_page, ns, res0):
+    # HPFAR_EL2.FIPA is bits [43:4] (IPA bits [51:12]); NS and the low bits are no part of the IPA
+    hpfar = (ns << 63) | (ipa_page << 4) | res0
+    tr = an_entry(FAR_EL2=(far_page << 12) | offset, HPFAR_EL2=hpfar)
+    assert tr.ipa == (ipa_page << 12) | offset
+
+
+def test_no_ipa_without_hpfar():
+    assert an_entry(FAR_EL2=0x1234).ipa is None
