@@ -8,7 +8,7 @@ an SMC instruction of the kernel before it runs (SMC_SITE), or an ERET of the EL
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from gdb_rkvm.arch import esr, exits, pstate, regfields, smccc, vectors
+from gdb_rkvm.arch import esr, exits, pstate, regfields, smccc, stage2_fault, vectors
 from gdb_rkvm.arch.fields import MASK64
 from gdb_rkvm.model import stub_abi
 
@@ -134,7 +134,7 @@ class Trap:
         """A guest abort's IPA: HPFAR_EL2.FIPA the page, FAR_EL2[11:0] the offset."""
         if self.hpfar is None or self.far is None:
             return None
-        return (regfields.field(self.hpfar, regfields.HPFAR_EL2, "FIPA") << 12) | (self.far & 0xFFF)
+        return stage2_fault.fault_ipa(self.far, self.hpfar)
 
     def x(self, n: int) -> int | None:
         return self.registers[n] if n < len(self.registers) else None
