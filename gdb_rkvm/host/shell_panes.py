@@ -144,8 +144,12 @@ class ShellPanes:
             out = self.shell.run_command(line)
         except RkvmError as e:
             out = f"{e}\n"
+        except Exception as e:   # a traceback in this thread would scribble over the screen
+            # and leave `running` set: the shell would refuse every later command as busy
+            out = f"rkvm shell: {line!r} failed: {type(e).__name__}: {e}\n"
+        finally:
+            self.running = None
         self.panes[DIALOGUE].feed(out if not out or out.endswith("\n") else out + "\n")
-        self.running = None
         self.app.invalidate()
 
     def _accept_guest(self, buf: Buffer) -> bool:

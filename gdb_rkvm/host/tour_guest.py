@@ -9,15 +9,17 @@ One step is one record; each shows the world through the command made for it: `r
 """
 
 from gdb_rkvm.host.tour_step import Step
+from gdb_rkvm.model import stub_abi
 
 GUEST_FILE = "/sys/kernel/debug/rkvm/guest"
 RUN_GUEST = f'echo "run 1000" > {GUEST_FILE}'   # room for the IRQ exits a debugger's stops add
-ENTRY_IPA = 0x80000000         # RKVM_GUEST_RAM_IPA: the guest starts at its first byte, MMU off
+ENTRY_IPA = stub_abi.value("RKVM_GUEST_RAM_IPA")   # the guest starts at its first byte, MMU off
 # the lower-EL sync slot is shared with the host's own HVCs (the next world switch among them) and, under
 # GDB, timer IRQs exit the guest too: the catch stops only on a guest exit (HCR_EL2.VM = 1) that is a
 # data abort
 DABT_EXIT = "rkvm exit catch --reason dabt"
-UART_VA = 0x49000000           # the guest's stage 1 maps it to IPA 0x09000000, stage 2 maps nothing there
+UART_VA = stub_abi.value("RKVM_GUEST_UART_VA")   # the guest's stage 1 maps it to RKVM_GUEST_UART_IPA, which
+# stage 2 leaves out
 
 ENTER = Step(
     "A guest: the host asks to run it",

@@ -22,6 +22,11 @@ def listening_sockets(port: int, pid: int | None = None) -> list[str]:
     """Local addresses (hex, as /proc/net/tcp{,6} has them) listening on `port` (only sockets that
     process `pid` holds, if given: another process may have taken the port first)."""
     owned = _socket_inodes(pid) if pid is not None else None
+    return [addr for addr, inode in _tcp_listeners(port) if owned is None or inode in owned]
+
+
+def _tcp_listeners(port: int) -> list[tuple[str, str]]:
+    """(local address in hex, socket inode) of every TCP socket listening (state 0A) on `port`."""
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -31,9 +36,24 @@ def listening_sockets(port: int, pid: int | None = None) -> list[str]:
         for line in lines:
             fields = line.split()
             addr, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and int(addr.rsplit(":", 1)[1], 16) == port and (owned is None or inode in owned):
-                found.append(addr.rsplit(":", 1)[0])
+            if state == "0A" and int(addr.rsplit(":", 1)[1], 16) == port:
+                found.append((addr.rsplit(":", 1)[0], inode))
     return found
+
+
+def _unix_listeners(path: str) -> set[str]:
+    """Socket inodes of the Unix sockets bound at `path` that are listening."""
+    try:
+        lines = Path("/proc/net/unix").read_text(errors="replace").splitlines()[1:]
+    except OSError:
+        return set()
+    inodes = set()
+    for line in lines:
+        fields = line.split(None, 7)
+        # __SO_ACCEPTCON (0x10000): a listening socket
+        if len(fields) == 8 and fields[7] == path and int(fields[3], 16) & 0x10000:
+            inodes.add(fields[6])
+    return inodes
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -54,47 +74,19 @@ def _socket_inodes(pid: int) -> set[str]:
 def listening_unix(path: str, pid: int | None = None) -> bool:
     """Whether a Unix socket bound at `path` is listening (one that process `pid` holds, if given)."""
     owned = _socket_inodes(pid) if pid is not None else None
-    try:
-        lines = Path("/proc/net/unix").read_text(errors="replace").splitlines()[1:]
-    except OSError:
-        return False
-    for line in lines:
-        fields = line.split(None, 7)
-        if len(fields) < 8:
-            continue
-        flags, inode, bound = fields[3], fields[6], fields[7]
-        # __SO_ACCEPTCON (0x10000): a listening socket
-        if bound == path and int(flags, 16) & 0x10000 and (owned is None or inode in owned):
-            return True
-    return False
+    return any(owned is None or inode in owned for inode in _unix_listeners(path))
 
 
 def pid_serving(address: str) -> int | None:
     """The pid of the process listening on a gdbstub address (a Unix socket path, or HOST:PORT), if we
     can see it (its /proc/PID/fd is readable by us), else None."""
-    inodes = set()
     if address.startswith("/"):
-        try:
-            lines = Path("/proc/net/unix").read_text(errors="replace").splitlines()[1:]
-        except OSError:
-            return None
-        for line in lines:
-            fields = line.split(None, 7)
-            if len(fields) == 8 and fields[7] == address and int(fields[3], 16) & 0x10000:
-                inodes.add(fields[6])
+        inodes = _unix_listeners(address)
     else:
         port = address.rpartition(":")[2]
         if not port.isdigit():
             return None
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            try:
-                rows = Path(table).read_text().splitlines()[1:]
-            except OSError:
-                continue
-            for row in rows:
-                f = row.split()
-                if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == int(port):
-                    inodes.add(f[9])
+        inodes = {inode for _, inode in _tcp_listeners(int(port))}
     if not inodes:
         return None
     for entry in os.listdir("/proc"):

@@ -5,12 +5,11 @@ per-CPU `world` records (model/world.py)."""
 
 from gdb_rkvm.arch import exits, stage2, stage2_fault
 from gdb_rkvm.arch.pagetable import WalkError
-from gdb_rkvm.host.triage.rules import V2P_EXPLANATION, Finding, _origin_evidence
+from gdb_rkvm.host.triage.rules import V2P_EXPLANATION, Finding, _origin_evidence, ram_text
 from gdb_rkvm.model.snapshot import Snapshot
 from gdb_rkvm.model.world import GuestState
 
 LOOP_AT_LEAST = 8          # stage-2 aborts on the same IPA: a VMM that handles one never sees it twice
-BADDR_MASK = ((1 << 48) - 1) & ~0xFFF
 
 
 def _ram(g: GuestState) -> list[tuple[int, int]]:
@@ -109,12 +108,12 @@ def vttbr_not_ram(snap: Snapshot, ctx: dict) -> list[Finding]:
     g = snap.guest
     if g is None or g.vttbr_baddr_in_ram is not False:
         return []
-    base = g.vttbr_el2 & BADDR_MASK
-    ram = ", ".join(f"{s:#x}-{e:#x}" for s, e in snap.ram)
+    base = stage2.vttbr_baddr(g.vttbr_el2)
+    ram = ram_text(snap)
     return [Finding("vttbr-not-ram", "error", _guest_cpus(snap, g),
                     f"VTTBR_EL2's table base {base:#x} is not RAM", [
                         f"vCPU at PA {g.vcpu_pa:#x}: VTTBR_EL2 {g.vttbr_el2:#x} (BADDR {base:#x}, VMID "
-                        f"{(g.vttbr_el2 >> 48) & 0xFF})", f"RAM: {ram}", _exit_line(g)],
+                        f"{stage2.vmid(g.vttbr_el2, g.vtcr_el2)})", f"RAM: {ram}", _exit_line(g)],
                     "VTTBR_EL2.BADDR is the physical address of the stage-2 start table: the table walker reads "
                     "descriptors from there for every guest access. There is no memory at this address, so every "
                     "guest instruction fetch faults at stage 2 from the first one on. Allocate the tables with "
@@ -125,7 +124,7 @@ def vttbr_from_virt_to_phys(snap: Snapshot, ctx: dict) -> list[Finding]:
     g = snap.guest
     if g is None or g.vttbr_origin is None:
         return []
-    base = g.vttbr_el2 & BADDR_MASK
+    base = stage2.vttbr_baddr(g.vttbr_el2)
     o = g.vttbr_origin
     return [Finding("vttbr-from-virt-to-phys", "error", _guest_cpus(snap, g),
                     f"VTTBR_EL2's table base {base:#x} is virt_to_phys() of a {o.region} address",

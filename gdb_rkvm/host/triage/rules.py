@@ -37,12 +37,17 @@ def kernel_panic(snap: Snapshot, ctx: dict) -> list[Finding]:
                     "backtrace of the CPU that panicked shows who called it.")]
 
 
+def ram_text(snap: Snapshot) -> str:
+    """The host's RAM ranges as evidence prints them."""
+    return ", ".join(f"{s:#x}-{e:#x}" for s, e in snap.ram)
+
+
 def vbar_not_ram(snap: Snapshot, ctx: dict) -> list[Finding]:
     cpus = [c.cpu for c in snap.cpus if c.summary and c.summary.vbar_el2_kind == "not-ram"]
     if not cpus:
         return []
     v = {snap.vbars()[n] for n in cpus}
-    ram = ", ".join(f"{s:#x}-{e:#x}" for s, e in snap.ram)
+    ram = ram_text(snap)
     return [Finding("vbar-el2-not-ram", "error", cpus,
                     f"VBAR_EL2 points outside RAM ({', '.join(f'{x:#x}' for x in sorted(v))})",
                     [f"CPU {n}: VBAR_EL2 = {snap.vbars()[n]:#x}" for n in cpus] + [f"RAM: {ram}"],
