@@ -76,7 +76,9 @@ def test_cpus_el_vcpu_and_world_in_the_guest_and_back(start_lab, gdb_on):
         assert "host; the last guest run on this CPU was vCPU at PA" in mi.check(f"rkvm el --cpu {cpu}")
         snap = js(mi.check("rkvm snapshot --json", timeout=120))
         assert snap["guest"]["module"]["state"] == "done" and snap["guest"]["vttbr_baddr_in_ram"] is True
-        assert snap["cpus"][cpu]["world"]["host_save"]["runs"] > 60
+        # runs count per CPU: the debugfs writer may move to the other CPU between two runs
+        assert snap["cpus"][cpu]["world"]["host_save"]["runs"] >= 1
+        assert sum(c["world"]["host_save"]["runs"] for c in snap["cpus"]) > 60
     finally:
         console.close()
 
